@@ -1,0 +1,52 @@
+# The two commands: `make run` and `make test`. Both set up what they need first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
+SAM_VENV := .venv-sam
+
+.PHONY: run test test-unit lint bench build clean setup services
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: local Postgres + SeaweedFS + the API on http://127.0.0.1:$${PORT:-3000}
+run: $(STAMP)
+	$(PY) -m devstack run
+
+## make test: the whole suite (unit, integration against real Postgres/S3, end-to-end over HTTP)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+services: $(STAMP)
+	$(PY) -m devstack services
+
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli
+
+## make lint: ruff, mypy, cfn-lint and sam validate --lint
+lint: $(STAMP) $(SAM_VENV)/bin/sam
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy layers/imagerepo/imagerepo functions devstack
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+build: $(SAM_VENV)/bin/sam
+	$(SAM_VENV)/bin/sam build --template template.yaml
+
+bench: $(STAMP)
+	PYTHONPATH=layers/imagerepo:. $(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache

@@ -1,0 +1,182 @@
+"""The whole local stack: services, schema, admin bootstrap, gateway, event delivery.
+
+Used by ``make run`` (``python -m devstack run``) and by the test suite, so the
+tests exercise exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from devstack.services import Postgres, SeaweedS3
+
+log = logging.getLogger("devstack")
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_BUCKET = "imagerepo-local"
+
+
+def load_or_create_secrets(path: Path) -> dict[str, str]:
+    """Local credentials, generated once and kept (0600) with the data."""
+    wanted = ("jwt_secret", "db_password", "s3_access_key", "s3_secret_key")
+    current: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if all(k in current for k in wanted):
+        return current
+    for key in wanted:
+        current.setdefault(key, secrets.token_urlsafe(32) if key != "s3_access_key"
+                           else "AK" + secrets.token_hex(9).upper())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return current
+
+
+class Stack:
+    def __init__(self, data_dir: Path, *, port: int = 3000, host: str = "127.0.0.1",
+                 template_path: Path | None = None, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.host = host
+        self.template_path = template_path or ROOT / "template.yaml"
+        self.extra_env = env or {}
+        self.pg: Postgres | None = None
+        self.s3: SeaweedS3 | None = None
+        self.server: Any = None
+        self.gateway: Any = None
+        self.runtime: Any = None
+        self.events: Any = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start_services(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        creds = load_or_create_secrets(self.data_dir / "secrets.json")
+        pg_port = int(os.environ.get("IMAGEREPO_PG_PORT") or 0) or None
+        s3_port = int(os.environ.get("IMAGEREPO_S3_PORT") or 0) or None
+        self.pg = Postgres(self.data_dir / "postgres", user="imagerepo",
+                           password=creds["db_password"], database="imagerepo", port=pg_port)
+        self.s3 = SeaweedS3(self.data_dir / "seaweedfs", access_key=creds["s3_access_key"],
+                            secret_key=creds["s3_secret_key"], bucket=LOCAL_BUCKET, s3_port=s3_port)
+        # Spawned from this thread (children die with the thread that forked them),
+        # then both boot at once.
+        self.pg.spawn()
+        self.s3.spawn(self.notification_toml())
+        self.pg.wait_ready()
+        self.s3.wait_ready()
+        self.env_overrides = {
+            # What `sam local --env-vars` would give: local endpoints and secrets.
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": str(self.pg.port),
+            "DB_NAME": self.pg.database,
+            "DB_USER": self.pg.user,
+            "DB_PASSWORD": creds["db_password"],
+            "DB_SECRET_ARN": "",
+            "JWT_SECRET": creds["jwt_secret"],
+            "JWT_SECRET_ARN": "",
+            "BUCKET_NAME": LOCAL_BUCKET,
+            "S3_ENDPOINT_URL": self.s3.endpoint,
+            "AWS_ACCESS_KEY_ID": creds["s3_access_key"],
+            "AWS_SECRET_ACCESS_KEY": creds["s3_secret_key"],
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "GC_GRACE_SECONDS": os.environ.get("IMAGEREPO_GC_GRACE_SECONDS", "0"),
+            **self.extra_env,
+        }
+        # The runtime process uses the layer too (migrations, admin bootstrap).
+        os.environ.update(self.env_overrides)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.pop("AWS_PROFILE", None)
+        self._import_layer()
+        from imagerepo.migrate import apply_migrations
+
+        applied = apply_migrations(ROOT / "shared" / "migrations")
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        self._bootstrap_admin()
+
+    def notification_toml(self) -> str | None:
+        """The filer webhook that turns object-store writes into S3 events (see events.py)."""
+        try:
+            from devstack.events import notification_toml
+        except ImportError:
+            return None
+        return notification_toml(self)
+
+    def _import_layer(self) -> None:
+        layer = str(ROOT / "layers" / "imagerepo")
+        if layer not in sys.path:
+            sys.path.insert(0, layer)
+        from imagerepo.config import settings
+
+        settings.cache_clear()
+
+    def _bootstrap_admin(self) -> None:
+        email = os.environ.get("IMAGEREPO_ADMIN_EMAIL", "")
+        password = os.environ.get("IMAGEREPO_ADMIN_PASSWORD", "")
+        if email and password:
+            from imagerepo.users import ensure_admin
+
+            user = ensure_admin(email, password)
+            log.info("admin account ready: %s (id %d)", user.email, user.id)
+
+    def start_gateway(self) -> None:
+        from devstack.gateway import GatewayServer, LocalGateway
+        from devstack.lambda_runtime import LambdaRuntime
+        from devstack.template import Template
+
+        assert self.pg is not None and self.s3 is not None
+        template = Template(self.template_path, parameter_overrides={
+            "DbHost": "127.0.0.1", "DbPort": str(self.pg.port),
+            "DbSecretArn": "", "S3EndpointUrl": self.s3.endpoint,
+        })
+        self.runtime = LambdaRuntime(template, self.env_overrides)
+        self.gateway = LocalGateway(template, self.runtime)
+        self.server = GatewayServer(self.gateway, self.host, self.port)
+        self.port = self.server.server_address[1]
+        thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self._start_events(template)
+
+    def _start_events(self, template: Any) -> None:
+        try:
+            from devstack.events import EventDelivery
+        except ImportError:
+            return
+        self.events = EventDelivery(template, self.runtime, self)
+        self.events.start()
+
+    def start(self) -> None:
+        self.start_services()
+        self.start_gateway()
+
+    def stop(self) -> None:
+        if self.events is not None:
+            self.events.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.runtime is not None:
+            self.runtime.shutdown()
+        from contextlib import suppress
+
+        with suppress(Exception):
+            from imagerepo.db import discard_connection
+
+            discard_connection()
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.pg is not None:
+            self.pg.stop()

@@ -1,0 +1,25 @@
+"""GET /me: the caller's account."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from imagerepo import users
+from imagerepo.api import logger, make_app, require_caller
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_app()
+
+
+@app.get("/me")
+def me() -> Any:
+    return users.get(require_caller(app).user_id).to_json()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""ImageRepo domain layer: shared by every Lambda function of the stack."""

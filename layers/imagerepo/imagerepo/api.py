@@ -1,0 +1,125 @@
+"""What every HTTP function shares: the resolver, error mapping, caller identity, input parsing.
+
+Errors are raised as exceptions anywhere and mapped to
+``{"error": {"code", "message"}}`` here, once. An unexpected exception is
+logged with its request id and answered 500 without any detail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+
+from imagerepo.errors import AppError, BadRequest, Forbidden, Unauthorized
+from imagerepo.security import Principal, decode_token, parse_bearer
+
+logger = Logger(service="imagerepo")
+
+MAX_JSON_BODY = 64 * 1024
+MAX_PAGE_SIZE = 100
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps(body), headers={"Cache-Control": "no-store"})
+
+
+def make_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver()
+
+    @app.exception_handler(AppError)
+    def _app_error(exc: AppError) -> Response:
+        if exc.status >= 500:
+            logger.exception("dependency failure", extra={"code": exc.code})
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        return error_response(exc.status_code, "http_error", exc.msg)
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Response:
+        return error_response(404, "route_not_found", "no such route")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        request_id = app.current_event.request_context.request_id
+        logger.exception("unhandled error", extra={"request_id": request_id})
+        return error_response(500, "internal_error", "internal error; quote the request id",
+                              requestId=request_id)
+
+    return app
+
+
+def caller(app: APIGatewayHttpResolver) -> Principal | None:
+    """The authorizer's verdict on protected routes; an optional bearer token on public ones."""
+    ctx = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    lam = ctx.get("lambda")
+    if lam:
+        return Principal.from_context(lam)
+    header = app.current_event.headers.get("authorization")
+    if not header:
+        return None
+    return decode_token(parse_bearer(header))
+
+
+def require_caller(app: APIGatewayHttpResolver) -> Principal:
+    principal = caller(app)
+    if principal is None:
+        raise Unauthorized("a bearer token is required", code="unauthorized")
+    return principal
+
+
+def require_admin(app: APIGatewayHttpResolver) -> Principal:
+    principal = require_caller(app)
+    if not principal.is_admin:
+        raise Forbidden("administrators only", code="admin_only")
+    return principal
+
+
+def json_body(app: APIGatewayHttpResolver) -> dict[str, Any]:
+    raw = app.current_event.decoded_body or ""
+    if len(raw) > MAX_JSON_BODY:
+        raise BadRequest(f"JSON body over {MAX_JSON_BODY} bytes", code="body_too_large")
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError as exc:
+        raise BadRequest("body is not valid JSON", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object", code="invalid_json")
+    return body
+
+
+def path_id(app: APIGatewayHttpResolver, name: str = "id") -> int:
+    raw = (app.current_event.path_parameters or {}).get(name, "")
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"{name} must be a positive integer", code="invalid_id")
+    return int(raw)
+
+
+def query(app: APIGatewayHttpResolver, name: str) -> str | None:
+    return (app.current_event.query_string_parameters or {}).get(name)
+
+
+def paging(app: APIGatewayHttpResolver, default_size: int) -> tuple[int, int]:
+    """``page`` >= 1 and ``pageSize`` 1..100; anything else is a 400."""
+    values = []
+    for name, default, upper in (("page", 1, 10**9), ("pageSize", default_size, MAX_PAGE_SIZE)):
+        raw = query(app, name)
+        if raw is None or raw == "":
+            values.append(default)
+            continue
+        if not raw.isdigit() or not 1 <= int(raw[:12]) <= upper:
+            raise BadRequest(f"{name} must be an integer from 1 to {upper}", code="invalid_paging")
+        values.append(int(raw))
+    return values[0], values[1]
+
+
+def page_json(items: list[dict[str, Any]], page: int, page_size: int, total: int) -> dict[str, Any]:
+    return {"items": items, "page": page, "pageSize": page_size, "total": total,
+            "totalPages": (total + page_size - 1) // page_size}

@@ -1,0 +1,114 @@
+"""Settings read from the environment the template gives each function.
+
+Secrets are never in the template: ``JWT_SECRET_ARN`` / ``DB_SECRET_ARN`` name
+Secrets Manager secrets in AWS; the local runtime passes ``JWT_SECRET`` and
+``DB_PASSWORD`` directly (like ``sam local --env-vars``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def _secret(arn: str) -> str:
+    # Imported lazily: the Parameters utility pulls in boto3 clients.
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(arn, max_age=300)
+    return value if isinstance(value, str) else value.decode()
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_host: str
+    db_port: int
+    db_name: str
+    db_user: str
+    db_password: str
+    jwt_secret: str
+    jwt_issuer: str
+    jwt_audience: str
+    token_ttl_seconds: int
+    bucket: str
+    s3_endpoint_url: str | None
+    s3_public_endpoint_url: str | None
+    aws_region: str
+    chunker: str
+    chunk_cache_bytes: int
+    max_upload_bytes: int
+    max_large_upload_bytes: int
+    max_image_pixels: int
+    gc_grace_seconds: int
+    presign_ttl_seconds: int
+    max_response_bytes: int
+
+    @property
+    def db_params(self) -> dict[str, Any]:
+        return {
+            "host": self.db_host,
+            "port": self.db_port,
+            "database": self.db_name,
+            "user": self.db_user,
+            "password": self.db_password,
+        }
+
+
+def _db_credentials() -> dict[str, Any]:
+    """Host/user/password from env, or from an RDS-style JSON secret."""
+    creds: dict[str, Any] = {
+        "host": os.environ.get("DB_HOST", "127.0.0.1"),
+        "port": _int("DB_PORT", 5432),
+        "dbname": os.environ.get("DB_NAME", "imagerepo"),
+        "username": os.environ.get("DB_USER", "imagerepo"),
+        "password": os.environ.get("DB_PASSWORD", ""),
+    }
+    arn = os.environ.get("DB_SECRET_ARN", "")
+    if arn and not creds["password"]:
+        raw = _secret(arn)
+        try:
+            secret = json.loads(raw)
+        except ValueError:
+            secret = {"password": raw}
+        creds.update({k: v for k, v in secret.items() if k in creds and v})
+    return creds
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    creds = _db_credentials()
+    jwt_secret = os.environ.get("JWT_SECRET", "")
+    if not jwt_secret and os.environ.get("JWT_SECRET_ARN"):
+        jwt_secret = _secret(os.environ["JWT_SECRET_ARN"])
+    return Settings(
+        db_host=str(creds["host"]),
+        db_port=int(creds["port"]),
+        db_name=str(creds["dbname"]),
+        db_user=str(creds["username"]),
+        db_password=str(creds["password"]),
+        jwt_secret=jwt_secret,
+        jwt_issuer=os.environ.get("JWT_ISSUER", "imagerepo"),
+        jwt_audience=os.environ.get("JWT_AUDIENCE", "imagerepo-api"),
+        token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+        bucket=os.environ.get("BUCKET_NAME", "imagerepo"),
+        s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+        s3_public_endpoint_url=os.environ.get("S3_PUBLIC_ENDPOINT_URL") or None,
+        aws_region=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
+        chunker=os.environ.get("CHUNKER", "fixed:1MiB"),
+        chunk_cache_bytes=_int("CHUNK_CACHE_BYTES", 64 * 1024 * 1024),
+        max_upload_bytes=_int("MAX_UPLOAD_BYTES", 4_500_000),
+        max_large_upload_bytes=_int("MAX_LARGE_UPLOAD_BYTES", 100 * 1024 * 1024),
+        max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
+        gc_grace_seconds=_int("GC_GRACE_SECONDS", 900),
+        presign_ttl_seconds=_int("PRESIGN_TTL_SECONDS", 300),
+        # What fits a 6 MB Lambda response once base64-encoded, with room for headers.
+        max_response_bytes=_int("MAX_RESPONSE_BYTES", 4_400_000),
+    )

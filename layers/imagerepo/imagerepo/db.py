@@ -1,0 +1,124 @@
+"""Postgres access through pg8000: one connection per thread, explicit transactions.
+
+In Lambda a container runs one invocation at a time, so "per thread" is "per
+warm container"; the local gateway runs handlers on threads, where it keeps
+connections from being shared.
+
+A unit of work is a context manager: it begins a transaction, the caller
+commits explicitly, leaving the block without commit rolls back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pg8000.exceptions
+import pg8000.native
+
+from imagerepo.config import settings
+
+_local = threading.local()
+
+
+def _connect() -> pg8000.native.Connection:
+    s = settings()
+    con = pg8000.native.Connection(
+        user=s.db_user,
+        host=s.db_host,
+        port=s.db_port,
+        database=s.db_name,
+        password=s.db_password or None,
+        timeout=30,
+        application_name="imagerepo",
+    )
+    con.run("SET statement_timeout = '25s'")
+    return con
+
+
+def connection() -> pg8000.native.Connection:
+    con: pg8000.native.Connection | None = getattr(_local, "con", None)
+    if con is None:
+        con = _connect()
+        _local.con = con
+    return con
+
+
+def discard_connection() -> None:
+    con = getattr(_local, "con", None)
+    _local.con = None
+    if con is not None:
+        try:
+            con.close()
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
+
+
+class UnitOfWork:
+    """A transaction on this thread's connection; SQL uses ``:name`` parameters."""
+
+    def __init__(self, con: pg8000.native.Connection) -> None:
+        self._con = con
+        self.committed = False
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        return self._con.run(sql, **params) or []
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        result = self._con.run(sql, **params) or []
+        names = [c["name"] for c in self._con.columns or []]
+        return [dict(zip(names, row)) for row in result]
+
+    def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        found = self.rows(sql, **params)
+        return found[0] if found else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        result = self.run(sql, **params)
+        return result[0][0] if result else None
+
+    def commit(self) -> None:
+        self._con.run("COMMIT")
+        self.committed = True
+
+
+def _begin() -> pg8000.native.Connection:
+    """BEGIN on this thread's connection, reconnecting once if it went stale."""
+    for attempt in (1, 2):
+        con = connection()
+        try:
+            con.run("BEGIN")
+            return con
+        except (pg8000.exceptions.InterfaceError, OSError):
+            discard_connection()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def unit_of_work() -> Iterator[UnitOfWork]:
+    con = _begin()
+    uow = UnitOfWork(con)
+    try:
+        yield uow
+    except BaseException:
+        _rollback(con)
+        raise
+    else:
+        if not uow.committed:
+            _rollback(con)
+
+
+def _rollback(con: pg8000.native.Connection) -> None:
+    try:
+        con.run("ROLLBACK")
+    except Exception:  # noqa: BLE001 - a broken connection is dropped instead
+        discard_connection()
+
+
+def ping() -> None:
+    with unit_of_work() as uow:
+        uow.scalar("SELECT 1")

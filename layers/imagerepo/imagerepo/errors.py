@@ -1,0 +1,60 @@
+"""Domain errors. Each maps to one HTTP status and a stable machine-readable code.
+
+Raised anywhere in the layer; the API module turns them into
+``{"error": {"code": ..., "message": ...}}`` responses in one place.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(AppError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UpstreamError(AppError):
+    """A dependency (object store, Graph, ...) failed: 502 to the client."""
+
+    status = 502
+    code = "upstream_error"
