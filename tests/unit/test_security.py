@@ -1,0 +1,114 @@
+"""Passwords, tokens and the authorizer, with no database."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from imagerepo import security
+from imagerepo.config import settings
+from imagerepo.errors import Unauthorized
+from tests.helpers import invoke, load_event
+
+SECRET = "unit-test-secret-with-enough-entropy-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    monkeypatch.setenv("JWT_ISSUER", "imagerepo")
+    monkeypatch.setenv("JWT_AUDIENCE", "imagerepo-api")
+    settings.cache_clear()
+    yield
+    settings.cache_clear()
+
+
+def _claims(**over: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {"sub": "7", "role": "user", "name": "bob", "iat": now, "exp": now + 600,
+              "iss": "imagerepo", "aud": "imagerepo-api", "jti": "abc"}
+    claims.update(over)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _token(claims: dict[str, Any], key: str = SECRET, alg: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=alg)
+
+
+def _alg_none(claims: dict[str, Any]) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def test_password_hash_is_salted_and_verifies() -> None:
+    a, b = security.hash_secret("pw-123456"), security.hash_secret("pw-123456")
+    assert a != b and a.startswith("scrypt$16384$8$1$")
+    assert security.verify_secret("pw-123456", a)
+    assert not security.verify_secret("pw-1234567", a)
+    assert not security.verify_secret("pw-123456", "garbage")
+
+
+def test_issued_token_has_required_claims() -> None:
+    token, ttl = security.issue_token(security.Principal(3, "admin", "root"))
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="imagerepo-api")
+    assert set(security.REQUIRED_CLAIMS) <= set(claims)
+    assert claims["sub"] == "3" and claims["role"] == "admin" and claims["exp"] - claims["iat"] == ttl
+    assert security.decode_token(token) == security.Principal(3, "admin", "root")
+
+
+@pytest.mark.parametrize("token", [
+    _token(_claims(), key="another-secret-another-secret-another-secret"),
+    _alg_none(_claims()),
+    _token(_claims(exp=int(time.time()) - 60)),
+    _token(_claims(iss="someone-else")),
+    _token(_claims(aud="another-api")),
+    _token(_claims(jti=None)),
+    _token(_claims(sub="not-a-number")),
+    "not.a.jwt",
+    "",
+], ids=["bad-signature", "alg-none", "expired", "wrong-iss", "wrong-aud", "missing-jti",
+        "bad-sub", "garbage", "empty"])
+def test_decode_refuses(token: str) -> None:
+    with pytest.raises(Unauthorized):
+        security.decode_token(token)
+
+
+@pytest.mark.parametrize("header", ["", "Basic abc", "Bearer", "Bearer a b", "token"])
+def test_malformed_authorization_header(header: str) -> None:
+    with pytest.raises(Unauthorized):
+        security.parse_bearer(header)
+
+
+def test_authorizer_allows_valid_token_with_context() -> None:
+    event = load_event("authorizer")
+    token = _token(_claims())
+    event["headers"]["authorization"] = f"Bearer {token}"
+    event["identitySource"] = [f"Bearer {token}"]
+    assert invoke("authorizer", event) == {
+        "isAuthorized": True, "context": {"sub": "7", "role": "user", "name": "bob"}}
+
+
+@pytest.mark.parametrize("header", [
+    f"Bearer {_token(_claims(), key='wrong-key-wrong-key-wrong-key-wrong-key')}",
+    f"Bearer {_alg_none(_claims())}",
+    f"Bearer {_token(_claims(exp=int(time.time()) - 60))}",
+    f"Bearer {_token(_claims(iss='x'))}",
+    f"Bearer {_token(_claims(aud='x'))}",
+    "Bearer",
+    "Basic dXNlcjpwYXNz",
+])
+def test_authorizer_denies(header: str) -> None:
+    event = load_event("authorizer")
+    event["headers"]["authorization"] = header
+    assert invoke("authorizer", event) == {"isAuthorized": False}
+
+
+def test_sample_authorizer_event_is_denied() -> None:
+    """tests/events/authorizer.json carries a placeholder token: `sam local invoke` gets a denial."""
+    assert invoke("authorizer", load_event("authorizer")) == {"isAuthorized": False}
