@@ -1,0 +1,425 @@
+"""Upload validation and thumbnail rendering with Pillow.
+
+Everything here is pure: bytes in, dataclasses/bytes out, no I/O. An upload is
+judged by decoding it, never by its name or declared content type.
+
+Two entry points:
+
+* :func:`inspect_image` validates an upload (format allow-list, pixel budget,
+  first frame fully decodable) and reports its format and display size.
+* :func:`render_thumbnails` decodes an image once and renders a small WebP
+  thumbnail and a larger JPEG preview from it.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType
+from typing import Final, cast
+
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from imagerepo.errors import BadRequest, UnsupportedMediaType
+
+__all__ = [
+    "PREVIEW_CONTENT_TYPE",
+    "SMALL_CONTENT_TYPE",
+    "SUPPORTED_FORMATS",
+    "ImageInfo",
+    "Thumbnails",
+    "inspect_image",
+    "render_thumbnails",
+]
+
+#: Accepted Pillow format names and the content type stored for each. MPO
+#: (multi-picture JPEG from stereo cameras and some phones) is a JPEG file.
+SUPPORTED_FORMATS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "JPEG": "image/jpeg",
+        "MPO": "image/jpeg",
+        "PNG": "image/png",
+        "GIF": "image/gif",
+        "WEBP": "image/webp",
+        "TIFF": "image/tiff",
+    }
+)
+ACCEPTED_FORMATS_TEXT: Final = "JPEG, PNG, GIF, WebP, TIFF"
+
+SMALL_CONTENT_TYPE: Final = "image/webp"
+PREVIEW_CONTENT_TYPE: Final = "image/jpeg"
+
+JPEG_QUALITY: Final = 85
+WEBP_QUALITY: Final = 80
+WEBP_METHOD: Final = 4
+
+_JPEG_FAMILY: Final = frozenset({"JPEG", "MPO"})
+
+# ISO-BMFF brands of HEIF/HEIC and AVIF still images and sequences. Checked
+# before Pillow so these get a 415 whatever plugins happen to be installed.
+_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS: Final = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
+    | {b"mif1", b"msf1"}
+    | _AVIF_BRANDS
+)
+
+# What Pillow raises on corrupt input besides OSError (which covers
+# UnidentifiedImageError and "image file is truncated"). Fuzzing has shown
+# plugins leaking the others; they are all "bad file", not server faults.
+_DECODE_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+)
+
+_ORIENTATION_TAG: Final = 0x0112
+# Same table as PIL.ImageOps.exif_transpose; kept here so inspect_image and
+# render_thumbnails share one (error-tolerant) reading of the orientation.
+_TRANSPOSE: Final[Mapping[int, Image.Transpose]] = MappingProxyType(
+    {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`inspect_image` learnt about a valid upload.
+
+    ``width``/``height`` are the *display* dimensions: the EXIF (or PNG XMP)
+    orientation is applied, so a portrait phone photo stored as 4000x3000 with
+    orientation 6 reports 3000x4000. ``format`` is Pillow's name ("JPEG",
+    "MPO", "PNG", ...); use ``content_type`` for HTTP/storage.
+    """
+
+    format: str
+    content_type: str
+    width: int
+    height: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    """Rendered thumbnails: ``small`` is WebP, ``preview`` is JPEG; sizes are (w, h)."""
+
+    small: bytes
+    preview: bytes
+    small_size: tuple[int, int]
+    preview_size: tuple[int, int]
+
+
+def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
+    """Validate an upload by decoding it and describe it.
+
+    Raises ``BadRequest`` (codes ``empty_file``, ``invalid_image``,
+    ``too_many_pixels``) or ``UnsupportedMediaType`` (``unsupported_format``).
+    The first frame is fully decoded so truncated files are refused; JPEGs are
+    decoded at 1/8 scale, which still entropy-decodes every byte (truncation is
+    still detected) but skips most of the IDCT and colour work.
+    """
+    with _decode_guard(max_pixels):
+        img = _open_checked(data, max_pixels)
+        with img:
+            fmt = img.format or ""
+            stored_w, stored_h = img.size
+            if fmt in _JPEG_FAMILY:
+                img.draft(None, (1, 1))
+            img.load()
+            orientation = _orientation(img)
+            frames = int(getattr(img, "n_frames", 1))
+    if orientation >= 5:
+        stored_w, stored_h = stored_h, stored_w
+    return ImageInfo(
+        format=fmt,
+        content_type=SUPPORTED_FORMATS[fmt],
+        width=stored_w,
+        height=stored_h,
+        frames=max(1, frames),
+    )
+
+
+def render_thumbnails(
+    data: bytes,
+    *,
+    small_px: int = 250,
+    preview_px: int = 1440,
+    max_pixels: int,
+) -> Thumbnails:
+    """Render a WebP thumbnail and a JPEG preview of an image's first frame.
+
+    Longest sides are at most ``small_px``/``preview_px`` (never upscaled,
+    aspect kept). Orientation is applied, colours are converted to sRGB when
+    an ICC profile is embedded, alpha is kept in the WebP and flattened onto
+    white in the JPEG, and no metadata is copied. The image is decoded once
+    (JPEGs at a reduced DCT scale) and the small thumbnail is derived from the
+    preview-sized image. Validation errors are the same as
+    :func:`inspect_image`'s.
+    """
+    if small_px < 1 or preview_px < 1:
+        msg = "small_px and preview_px must be positive"
+        raise ValueError(msg)
+    work_px = max(small_px, preview_px)
+
+    with _decode_guard(max_pixels):
+        img = _open_checked(data, max_pixels)
+        with img:
+            icc = img.info.get("icc_profile")
+            if img.format in _JPEG_FAMILY:
+                # Shrink on load: libjpeg picks the largest 1/8..1/1 scale that
+                # keeps both sides >= the final size, so LANCZOS finishes it.
+                img.draft(None, _fit_size(img.size, work_px))
+            img.load()
+            orientation = _orientation(img)
+            # Mode first (P must not be resized with NEAREST), then shrink,
+            # then rotate the already small image.
+            work = _shrink(_normalise_mode(img, keep_cmyk=bool(icc)), work_px)
+            if orientation in _TRANSPOSE:
+                work = work.transpose(_TRANSPOSE[orientation])
+            elif work is img:
+                work = img.copy()  # closing the file would invalidate its pixels
+
+    work = _to_srgb(work, icc if isinstance(icc, bytes) else None)
+    work = _drop_opaque_alpha(work)
+
+    preview = _shrink(work, preview_px)
+    small = _shrink(work, small_px)
+    return Thumbnails(
+        small=_encode_webp(small),
+        preview=_encode_jpeg(_flatten_alpha(preview)),
+        small_size=small.size,
+        preview_size=preview.size,
+    )
+
+
+# --------------------------------------------------------------------------
+# Decoding and validation helpers
+
+
+@contextmanager
+def _decode_guard(max_pixels: int) -> Iterator[None]:
+    """Map Pillow's failures to domain errors; bomb warnings become errors here only.
+
+    ``catch_warnings`` swaps process-wide state: fine for Lambda (one request
+    per process at a time), not for concurrent threads.
+    """
+    with warnings.catch_warnings():
+        limit = Image.MAX_IMAGE_PIXELS
+        # Pillow warns above MAX_IMAGE_PIXELS. If our budget is larger, the
+        # warning must not refuse images that max_pixels allows; our own size
+        # check (before decoding) is the real guard either way.
+        if limit is None or max_pixels <= limit:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        else:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_many_pixels(max_pixels) from exc
+        except UnidentifiedImageError as exc:
+            msg = "The file is not a recognised image."
+            raise BadRequest(msg, code="invalid_image") from exc
+        except _DECODE_ERRORS as exc:
+            msg = "The image could not be decoded; it may be truncated or corrupt."
+            raise BadRequest(msg, code="invalid_image") from exc
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open lazily (headers only) and apply every check that needs no pixels."""
+    if not data:
+        raise BadRequest("The file is empty.", code="empty_file")
+    heif = _heif_kind(data)
+    if heif is not None:
+        raise _unsupported(heif)
+    img = Image.open(io.BytesIO(data))
+    try:
+        fmt = img.format or "unknown"
+        if fmt not in SUPPORTED_FORMATS:
+            raise _unsupported(fmt)
+        width, height = img.size
+        if width < 1 or height < 1:
+            msg = "The image has no pixels."
+            raise BadRequest(msg, code="invalid_image")
+        if width * height > max_pixels:
+            raise _too_many_pixels(max_pixels, (width, height))
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
+def _heif_kind(data: bytes) -> str | None:
+    """Return "AVIF"/"HEIC/HEIF" for an ISO-BMFF image (``ftyp`` box at 4), else None."""
+    if len(data) < 12 or data[4:8] != b"ftyp":
+        return None
+    box_end = min(int.from_bytes(data[0:4], "big"), len(data), 4096)
+    # Major brand at 8, minor version at 12, compatible brands from 16 on.
+    brands = [data[8:12]] + [data[i : i + 4] for i in range(16, box_end - 3, 4)]
+    if any(b in _AVIF_BRANDS for b in brands):
+        return "AVIF"
+    if any(b in _HEIF_BRANDS for b in brands):
+        return "HEIC/HEIF"
+    return None
+
+
+def _unsupported(fmt: str) -> UnsupportedMediaType:
+    msg = f"Unsupported image format {fmt}; accepted formats: {ACCEPTED_FORMATS_TEXT}."
+    return UnsupportedMediaType(msg, code="unsupported_format")
+
+
+def _too_many_pixels(max_pixels: int, size: tuple[int, int] | None = None) -> BadRequest:
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
+    msg = f"The image is too large ({what}); the limit is {max_pixels:,} pixels."
+    return BadRequest(msg, code="too_many_pixels")
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation 1-8 (TIFF tag, JPEG/WebP EXIF or PNG XMP); 1 if absent or bad.
+
+    Call after ``load()``: a PNG's eXIf chunk may follow the image data.
+    """
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+# --------------------------------------------------------------------------
+# Pixel pipeline helpers
+
+
+def _fit_size(size: tuple[int, int], limit: int) -> tuple[int, int]:
+    """Size with the longest side at most ``limit``, aspect kept, never upscaled."""
+    width, height = size
+    longest = max(width, height)
+    if longest <= limit:
+        return size
+    scale = limit / longest
+    if width >= height:
+        return limit, max(1, round(height * scale))
+    return max(1, round(width * scale)), limit
+
+
+def _shrink(im: Image.Image, limit: int) -> Image.Image:
+    size = _fit_size(im.size, limit)
+    if size == im.size:
+        return im
+    # reducing_gap: box-reduce by an integer factor first, then LANCZOS over
+    # the last >= 2x; visually indistinguishable and much faster on big inputs.
+    return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+
+def _normalise_mode(im: Image.Image, *, keep_cmyk: bool) -> Image.Image:
+    """Convert to L, LA, RGB or RGBA (CMYK kept only when an ICC profile will convert it)."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im.convert(mode + "A") if "transparency" in im.info else im
+    if mode in ("LA", "RGBA"):
+        return im
+    if mode == "CMYK":
+        return im if keep_cmyk else im.convert("RGB")
+    if mode in ("P", "PA"):
+        return im.convert("RGBA" if im.has_transparency_data else "RGB")
+    if mode == "1":
+        return im.convert("L")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _to_8bit_gray(im)
+    if mode in ("La", "RGBa"):
+        return im.convert(mode.upper())
+    return im.convert("RGBA" if im.has_transparency_data else "RGB")
+
+
+def _to_8bit_gray(im: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float grey to 8 bits (``convert("L")`` would clip)."""
+    if im.mode != "F":
+        im = im.convert("I")
+    low, high = cast("tuple[float, float]", im.getextrema())  # one band: (min, max)
+    if im.mode == "I" and low >= 0 and high <= 255:
+        return im.convert("L")
+    if im.mode == "I" and low >= 0 and high <= 65535:
+        scale, offset = 1 / 257, 0.0
+    elif im.mode == "F" and low >= 0 and high <= 1:
+        scale, offset = 255.0, 0.0
+    elif high > low:
+        scale = 255 / (high - low)
+        offset = -low * scale
+    else:
+        scale, offset = 0.0, 0.0
+    return im.point(lambda v: v * scale + offset).convert("L")
+
+
+@cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert from the embedded ICC profile to sRGB; plain conversion if that fails.
+
+    Grey images are left alone: converting them would triple the output size
+    for a tone-curve difference nobody sees in a thumbnail.
+    """
+    if icc and im.mode in ("RGB", "RGBA", "CMYK"):
+        out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(im, source, _srgb_profile(), outputMode=out_mode)
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            converted = None  # unreadable or mismatched profile: use pixels as is
+        if converted is not None:
+            return converted
+    return im.convert("RGB") if im.mode == "CMYK" else im
+
+
+def _drop_opaque_alpha(im: Image.Image) -> Image.Image:
+    """Remove an alpha channel that is fully opaque (common in PNGs); smaller output."""
+    if im.mode in ("LA", "RGBA"):
+        low, _ = im.getchannel("A").getextrema()
+        if low == 255:
+            return im.convert(im.mode[:-1])
+    return im
+
+
+def _flatten_alpha(im: Image.Image) -> Image.Image:
+    """Composite onto white for JPEG, which has no alpha."""
+    if im.mode not in ("LA", "RGBA"):
+        return im
+    base_mode = im.mode[:-1]
+    background = Image.new(base_mode, im.size, 255 if base_mode == "L" else (255, 255, 255))
+    background.paste(im.convert(base_mode), mask=im.getchannel("A"))
+    return background
+
+
+def _encode_jpeg(im: Image.Image) -> bytes:
+    im.info = {}  # JPEG save copies info["comment"]; nothing from the upload leaks
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+    return out.getvalue()
+
+
+def _encode_webp(im: Image.Image) -> bytes:
+    if im.mode not in ("RGB", "RGBA"):
+        im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+    im.info = {}
+    out = io.BytesIO()
+    im.save(out, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
+    return out.getvalue()
