@@ -7,7 +7,9 @@ logged with its request id and answered 500 without any detail.
 
 from __future__ import annotations
 
+import base64
 import json
+import urllib.parse
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -123,3 +125,35 @@ def paging(app: APIGatewayHttpResolver, default_size: int) -> tuple[int, int]:
 def page_json(items: list[dict[str, Any]], page: int, page_size: int, total: int) -> dict[str, Any]:
     return {"items": items, "page": page, "pageSize": page_size, "total": total,
             "totalPages": (total + page_size - 1) // page_size}
+
+
+def raw_body(app: APIGatewayHttpResolver) -> bytes:
+    """The request body as bytes (API Gateway base64-encodes binary bodies)."""
+    event = app.current_event.raw_event
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return body.encode("utf-8")
+
+
+def etag_matches(app: APIGatewayHttpResolver, etag: str) -> bool:
+    header = app.current_event.headers.get("if-none-match") or ""
+    candidates = {c.strip().removeprefix("W/") for c in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def content_disposition(filename: str) -> str:
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
+    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(filename)}"
+
+
+def binary_response(data: bytes, *, content_type: str, etag: str, cache_control: str,
+                    filename: str | None = None) -> Response:
+    headers = {"ETag": etag, "Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
+    if filename:
+        headers["Content-Disposition"] = content_disposition(filename)
+    return Response(status_code=200, content_type=content_type, body=data, headers=headers)
+
+
+def not_modified(etag: str, cache_control: str) -> Response:
+    return Response(status_code=304, body="", headers={"ETag": etag, "Cache-Control": cache_control})

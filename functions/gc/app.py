@@ -1,0 +1,19 @@
+"""Scheduled garbage collection (EventBridge): frees chunks unreferenced for the grace period."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from imagerepo import gc
+from imagerepo.api import logger
+from imagerepo.config import settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = gc.collect(settings().gc_grace_seconds)
+    logger.info("scheduled gc", extra=result.to_json())
+    return result.to_json()

@@ -1,0 +1,41 @@
+"""GET /images/{id}: the original bytes, with ETag = content SHA-256 and privacy rules."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from imagerepo import images
+from imagerepo.api import (
+    binary_response,
+    caller,
+    etag_matches,
+    logger,
+    make_app,
+    not_modified,
+    path_id,
+    query,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_app()
+
+
+@app.get("/images/<id>")
+def get_image(id: str) -> Any:  # noqa: A002 - the route's parameter name
+    image = images.get(path_id(app))
+    images.require_view(image, caller(app), query(app, "accessKey") or query(app, "accesskey"))
+    etag = f'"{image.sha256}"'
+    cache = "private, max-age=0, must-revalidate" if image.is_private else "public, max-age=3600"
+    if etag_matches(app, etag):
+        return not_modified(etag, cache)
+    return binary_response(images.read_bytes(image), content_type=image.content_type, etag=etag,
+                           cache_control=cache, filename=image.name)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,35 @@
+"""GET /images: a page of the images the caller may see (public ones plus their own)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from imagerepo import images
+from imagerepo.api import caller, logger, make_app, page_json, paging, query
+from imagerepo.errors import BadRequest, Unauthorized
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_app()
+
+
+@app.get("/images")
+def list_images() -> Any:
+    who = caller(app)
+    page, size = paging(app, default_size=20)
+    owner = query(app, "owner")
+    if owner not in (None, "", "me"):
+        raise BadRequest("owner accepts only 'me'", code="invalid_owner")
+    if owner == "me" and who is None:
+        raise Unauthorized("owner=me needs a bearer token", code="unauthorized")
+    group_id = images.parse_group_id(query(app, "groupId"))
+    found, total = images.list_visible(who, page, size, group_id=group_id, only_mine=owner == "me")
+    return page_json([i.to_json(who) for i in found], page, size, total)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
