@@ -55,6 +55,9 @@ class Stack:
         self.runtime: Any = None
         self.events: Any = None
         self._threads: list[threading.Thread] = []
+        self.s3_bucket = LOCAL_BUCKET
+        self.webhook_port: int | None = None
+        self.webhook_token = ""
 
     @property
     def url(self) -> str:

@@ -1,12 +1,14 @@
-"""GET /images/{id}: the original bytes, with ETag = content SHA-256 and privacy rules."""
+"""GET /images/{id}: the original bytes (ETag = content SHA-256, privacy rules), or a 307 to a
+presigned URL when they do not fit a Lambda response."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from imagerepo import images
+from imagerepo import downloads, images
 from imagerepo.api import (
     binary_response,
     caller,
@@ -17,6 +19,7 @@ from imagerepo.api import (
     path_id,
     query,
 )
+from imagerepo.config import settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,6 +35,11 @@ def get_image(id: str) -> Any:  # noqa: A002 - the route's parameter name
     cache = "private, max-age=0, must-revalidate" if image.is_private else "public, max-age=3600"
     if etag_matches(app, etag):
         return not_modified(etag, cache)
+    if image.size > settings().max_response_bytes:
+        # Too big for a 6 MB Lambda response: redirect to a short-lived URL of a copy.
+        url = downloads.presigned_url(image.sha256, image.content_type, image.name)
+        return Response(status_code=307, body="", headers={
+            "Location": url, "ETag": etag, "Cache-Control": "no-store"})
     return binary_response(images.read_bytes(image), content_type=image.content_type, etag=etag,
                            cache_control=cache, filename=image.name)
 

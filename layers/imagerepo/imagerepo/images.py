@@ -132,7 +132,7 @@ def parse_group_id(value: Any) -> int | None:
     raise BadRequest("groupId must be a positive integer", code="invalid_field")
 
 
-def _check_group(uow: UnitOfWork, group_id: int | None) -> None:
+def check_group(uow: UnitOfWork, group_id: int | None) -> None:
     if group_id is not None and not uow.scalar("SELECT 1 FROM groups WHERE id = :g", g=group_id):
         raise BadRequest(f"group {group_id} does not exist", code="unknown_group")
 
@@ -200,6 +200,37 @@ class NewImage:
     group_id: Any = None
 
 
+@dataclass(frozen=True)
+class Record:
+    """A validated image row, whatever the way in (direct upload, large upload, import)."""
+
+    owner_id: int
+    sha256: str
+    name: str
+    description: str
+    is_private: bool
+    access_key_hash: str | None
+    group_id: int | None
+    info: imaging.ImageInfo
+    size: int
+    source: str | None = None
+    source_ref: str | None = None
+
+
+def insert(uow: UnitOfWork, rec: Record) -> int:
+    """Insert the image row (the blob reference is taken by the caller in the same uow)."""
+    check_group(uow, rec.group_id)
+    return int(uow.scalar(
+        "INSERT INTO images (owner_id, blob_sha256, name, description, is_private,"
+        " access_key_hash, group_id, content_type, width, height, size, source, source_ref)"
+        " VALUES (:owner, :sha, :name, :descr, :priv, :kh, :grp, :ct, :w, :h, :size, :src, :ref)"
+        " RETURNING id",
+        owner=rec.owner_id, sha=rec.sha256, name=rec.name, descr=rec.description,
+        priv=rec.is_private, kh=rec.access_key_hash, grp=rec.group_id,
+        ct=rec.info.content_type, w=rec.info.width, h=rec.info.height, size=rec.size,
+        src=rec.source, ref=rec.source_ref))
+
+
 def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     """Validate by decoding, store the bytes deduplicated, record the image; one transaction."""
     s = settings()
@@ -216,17 +247,12 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
         access_key = generate_access_key()
     key_hash = hash_secret(access_key) if access_key else None
     with unit_of_work() as uow:
-        _check_group(uow, group_id)
+        check_group(uow, group_id)  # before storing anything
         blob = default_store().put(uow, new.data)
-        image_id = uow.scalar(
-            "INSERT INTO images (owner_id, blob_sha256, name, description, is_private,"
-            " access_key_hash, group_id, content_type, width, height, size)"
-            " VALUES (:owner, :sha, :name, :descr, :priv, :kh, :grp, :ct, :w, :h, :size)"
-            " RETURNING id",
-            owner=owner.user_id, sha=blob.sha256, name=sanitize_filename(new.filename),
-            descr=description, priv=is_private, kh=key_hash, grp=group_id,
-            ct=info.content_type, w=info.width, h=info.height, size=len(new.data),
-        )
+        image_id = insert(uow, Record(
+            owner_id=owner.user_id, sha256=blob.sha256, name=sanitize_filename(new.filename),
+            description=description, is_private=is_private, access_key_hash=key_hash,
+            group_id=group_id, info=info, size=len(new.data)))
         image = load(uow, image_id)
         uow.commit()
     return image, access_key
@@ -256,7 +282,7 @@ def update(image_id: int, who: Principal, changes: dict[str, Any]) -> tuple[Imag
             sets["access_key_hash"] = hash_secret(new_key)
         if "groupId" in changes:
             sets["group_id"] = parse_group_id(changes["groupId"])
-            _check_group(uow, sets["group_id"])
+            check_group(uow, sets["group_id"])
         if sets:
             assignments = ", ".join(f"{column} = :{column}" for column in sets)
             uow.run(f"UPDATE images SET {assignments}, updated_at = now() WHERE id = :id",

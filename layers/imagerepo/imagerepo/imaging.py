@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
-from typing import Final, cast
+from typing import BinaryIO, Final, cast
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
@@ -127,8 +127,11 @@ class Thumbnails:
     preview_size: tuple[int, int]
 
 
-def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
+def inspect_image(data: bytes | BinaryIO, *, max_pixels: int) -> ImageInfo:
     """Validate an upload by decoding it and describe it.
+
+    ``data`` is the file's bytes or a seekable binary file (large uploads are
+    spooled to disk and validated from there).
 
     Raises ``BadRequest`` (codes ``empty_file``, ``invalid_image``,
     ``too_many_pixels``) or ``UnsupportedMediaType`` (``unsupported_format``).
@@ -242,14 +245,19 @@ def _decode_guard(max_pixels: int) -> Iterator[None]:
             raise BadRequest(msg, code="invalid_image") from exc
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+def _open_checked(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
     """Open lazily (headers only) and apply every check that needs no pixels."""
-    if not data:
+    if isinstance(data, bytes | bytearray | memoryview):
+        head, fp = bytes(data[:4096]), io.BytesIO(data)
+    else:
+        head, fp = data.read(4096), data
+        fp.seek(0)
+    if not head:
         raise BadRequest("The file is empty.", code="empty_file")
-    heif = _heif_kind(data)
+    heif = _heif_kind(head)
     if heif is not None:
         raise _unsupported(heif)
-    img = Image.open(io.BytesIO(data))
+    img = Image.open(fp)
     try:
         fmt = img.format or "unknown"
         if fmt not in SUPPORTED_FORMATS:

@@ -28,3 +28,13 @@ def client() -> Any:
 
 def bucket() -> str:
     return settings().bucket
+
+
+@functools.lru_cache(maxsize=1)
+def presigning_client() -> Any:
+    """Presigned URLs must name an endpoint the *client* reaches (S3_PUBLIC_ENDPOINT_URL if set)."""
+    s = settings()
+    if not s.s3_public_endpoint_url:
+        return client()
+    return boto3.client("s3", endpoint_url=s.s3_public_endpoint_url, region_name=s.aws_region,
+                        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))

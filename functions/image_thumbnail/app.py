@@ -1,0 +1,45 @@
+"""GET /images/{id}/thumbnail?size=small|preview: the thumbnail, with the image's privacy rules."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from imagerepo import images, thumbnails
+from imagerepo.api import (
+    binary_response,
+    caller,
+    etag_matches,
+    logger,
+    make_app,
+    not_modified,
+    path_id,
+    query,
+)
+from imagerepo.errors import BadRequest
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_app()
+
+
+@app.get("/images/<id>/thumbnail")
+def get_thumbnail(id: str) -> Any:  # noqa: A002 - the route's parameter name
+    image = images.get(path_id(app))
+    images.require_view(image, caller(app), query(app, "accessKey") or query(app, "accesskey"))
+    size = query(app, "size") or "small"
+    if size not in thumbnails.SIZES:
+        raise BadRequest("size must be small or preview", code="invalid_size")
+    etag = f'"{image.sha256}-{size}"'
+    cache = "private, max-age=0, must-revalidate" if image.is_private else "public, max-age=86400"
+    if etag_matches(app, etag) and image.thumb_status == "ready":
+        return not_modified(etag, cache)
+    data = thumbnails.read(image.sha256, size, image.thumb_status)
+    return binary_response(data, content_type=thumbnails.SIZES[size], etag=etag, cache_control=cache)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,134 @@
+"""Thumbnails, keyed by blob hash: a small WebP and a JPEG preview per distinct file.
+
+Work is claimed with one conditional UPDATE, so a duplicate or late S3 event
+does nothing twice; a failure is recorded and retried a bounded number of
+times, and a periodic sweep re-drives anything left pending (an event lost
+while the runtime was down, a crash mid-render).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imagerepo import imaging
+from imagerepo.api import logger
+from imagerepo.chunkstore import default_store, manifest_key, thumbnail_key
+from imagerepo.config import settings
+from imagerepo.db import unit_of_work
+from imagerepo.errors import AppError, NotFound
+
+MAX_ATTEMPTS = 3
+STALE_SECONDS = 120
+SIZES = {"small": "image/webp", "preview": "image/jpeg"}
+
+
+class BlobNotVisibleYet(Exception):
+    """The manifest exists but its blob row is not committed yet: retry the event later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sha256: str
+    status: str  # done | skipped | failed
+
+
+def _claim(sha256: str) -> tuple[bool, dict[str, Any] | None]:
+    with unit_of_work() as uow:
+        row = uow.one(
+            "UPDATE blobs SET thumb_status = 'processing', thumb_attempts = thumb_attempts + 1,"
+            " thumb_updated_at = now()"
+            " WHERE sha256 = :s AND refcount > 0 AND thumb_attempts < :max AND ("
+            "   thumb_status IN ('pending', 'failed')"
+            "   OR (thumb_status = 'processing'"
+            "       AND thumb_updated_at < now() - make_interval(secs => :stale)))"
+            "   AND NOT (thumb_status = 'failed' AND thumb_error LIKE 'invalid:%')"
+            " RETURNING thumb_attempts",
+            s=sha256, max=MAX_ATTEMPTS, stale=STALE_SECONDS)
+        current = row or uow.one("SELECT thumb_status, refcount FROM blobs WHERE sha256 = :s",
+                                 s=sha256)
+        uow.commit()
+    return row is not None, current
+
+
+def _finish(sha256: str, status: str, error: str | None = None) -> None:
+    with unit_of_work() as uow:
+        uow.run("UPDATE blobs SET thumb_status = :st, thumb_error = :err, thumb_updated_at = now()"
+                " WHERE sha256 = :s", s=sha256, st=status, err=error)
+        uow.commit()
+
+
+def _manifest_exists(sha256: str) -> bool:
+    store = default_store()
+    try:
+        store.s3.head_object(Bucket=store.bucket, Key=manifest_key(sha256))
+    except store.s3.exceptions.ClientError:
+        return False
+    return True
+
+
+def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
+    claimed, current = _claim(sha256)
+    deadline = time.monotonic() + visibility_wait
+    # The manifest is written inside the uploading transaction, so its event can
+    # arrive a moment before the blob row is committed: wait a little for it.
+    while not claimed and current is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        claimed, current = _claim(sha256)
+    if not claimed:
+        if current is None and _manifest_exists(sha256):
+            raise BlobNotVisibleYet(sha256)  # redelivered later (async retry, or the sweep)
+        return Outcome(sha256, "skipped")
+    assert current is not None
+    # Out of retries: failed for good (visible to clients), no longer pending.
+    retry_status = "failed" if current["thumb_attempts"] >= MAX_ATTEMPTS else "pending"
+    store = default_store()
+    try:
+        data = store.read(sha256)
+        thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
+        for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
+            store.s3.put_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size), Body=body,
+                                ContentType=SIZES[size], CacheControl="public, max-age=31536000")
+    except AppError as exc:
+        if exc.status < 500:  # the file itself cannot be rendered: retrying will not help
+            _finish(sha256, "failed", f"invalid: {exc.message}")
+            logger.warning("thumbnail failed", extra={"sha256": sha256, "reason": exc.message})
+            return Outcome(sha256, "failed")
+        _finish(sha256, retry_status, f"error: {exc.message}")
+        raise
+    except Exception as exc:
+        _finish(sha256, retry_status, f"error: {type(exc).__name__}")
+        raise
+    _finish(sha256, "ready")
+    logger.info("thumbnails ready", extra={"sha256": sha256, "small": thumbs.small_size,
+                                           "preview": thumbs.preview_size})
+    return Outcome(sha256, "done")
+
+
+def sweep(limit: int = 20) -> list[Outcome]:
+    """Re-drive thumbnails left pending, stuck in processing, or failed with retries left."""
+    with unit_of_work() as uow:
+        rows = uow.run(
+            "SELECT sha256 FROM blobs WHERE refcount > 0 AND thumb_attempts < :max"
+            " AND thumb_status IN ('pending', 'processing', 'failed')"
+            " AND coalesce(thumb_error, '') NOT LIKE 'invalid:%'"
+            " AND thumb_updated_at < now() - make_interval(secs => :stale)"
+            " ORDER BY thumb_updated_at LIMIT :limit",
+            max=MAX_ATTEMPTS, stale=STALE_SECONDS // 2, limit=limit)
+    outcomes = []
+    for (sha,) in rows:
+        try:
+            outcomes.append(process(sha.strip()))
+        except Exception:  # noqa: BLE001 - one bad blob must not stop the sweep
+            logger.exception("thumbnail sweep failed", extra={"sha256": sha})
+            outcomes.append(Outcome(sha.strip(), "failed"))
+    return outcomes
+
+
+def read(sha256: str, size: str, status: str) -> bytes:
+    if status != "ready":
+        raise NotFound(f"thumbnails are {status}", code="thumbnail_not_ready")
+    store = default_store()
+    obj = store.s3.get_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size))
+    return bytes(obj["Body"].read())

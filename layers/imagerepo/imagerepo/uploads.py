@@ -1,0 +1,217 @@
+"""Large uploads: a presigned S3 POST to ``incoming/<id>``, ingested when the object lands.
+
+The ingest streams the object to a temporary file (validated by decoding from
+disk) and through the chunk store, so memory holds a few chunks whatever the
+file's size. Claiming is one conditional UPDATE: a duplicate S3 event does
+nothing; whatever the outcome, the incoming object is deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import IO, Any
+
+from imagerepo import images, imaging
+from imagerepo.api import logger
+from imagerepo.chunkstore import default_store
+from imagerepo.config import settings
+from imagerepo.db import unit_of_work
+from imagerepo.errors import AppError, BadRequest, NotFound
+from imagerepo.images import (
+    check_group,
+    parse_access_key,
+    parse_bool,
+    parse_description,
+    parse_group_id,
+    sanitize_filename,
+)
+from imagerepo.s3 import presigning_client
+from imagerepo.security import Principal, generate_access_key, hash_secret
+
+INCOMING = "incoming/"
+MAX_ATTEMPTS = 3
+_COPY_BUFFER = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    upload_id: str
+    url: str
+    fields: dict[str, str]
+    expires_at: dt.datetime
+    max_size: int
+    access_key: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"uploadId": self.upload_id, "url": self.url, "fields": self.fields,
+                                "expiresAt": self.expires_at.isoformat(), "maxSize": self.max_size}
+        if self.access_key:
+            body["accessKey"] = self.access_key
+        return body
+
+
+def create(owner: Principal, body: dict[str, Any]) -> UploadTicket:
+    s = settings()
+    allowed = {"fileName", "contentType", "size", "description", "isPrivate", "accessKey", "groupId"}
+    unknown = set(body) - allowed
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    file_name = body.get("fileName")
+    if not isinstance(file_name, str) or not file_name.strip():
+        raise BadRequest("fileName is required", code="invalid_field")
+    content_type = body.get("contentType")
+    if not isinstance(content_type, str) or not content_type.startswith("image/") \
+            or len(content_type) > 100:
+        raise BadRequest("contentType must be an image/* type", code="invalid_field")
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise BadRequest("size must be a positive integer (bytes)", code="invalid_field")
+    if size > s.max_large_upload_bytes:
+        raise BadRequest(f"size is over the {s.max_large_upload_bytes}-byte limit",
+                         code="upload_too_large")
+    description = parse_description(body.get("description"))
+    is_private = parse_bool(body["isPrivate"], "isPrivate") if body.get("isPrivate") is not None \
+        else False
+    access_key = parse_access_key(body.get("accessKey"))
+    group_id = parse_group_id(body.get("groupId"))
+    if is_private and access_key is None:
+        access_key = generate_access_key()
+    upload_id = str(uuid.uuid4())
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=s.presign_ttl_seconds)
+    with unit_of_work() as uow:
+        check_group(uow, group_id)
+        uow.run(
+            "INSERT INTO uploads (id, owner_id, file_name, content_type, size, description,"
+            " is_private, access_key_hash, group_id, expires_at)"
+            " VALUES (CAST(:id AS uuid), :owner, :name, :ct, :size, :descr, :priv, :kh, :grp, :exp)",
+            id=upload_id, owner=owner.user_id, name=sanitize_filename(file_name), ct=content_type,
+            size=size, descr=description, priv=is_private,
+            kh=hash_secret(access_key) if access_key else None, grp=group_id, exp=expires)
+        uow.commit()
+    post = presigning_client().generate_presigned_post(
+        Bucket=s.bucket, Key=INCOMING + upload_id,
+        Fields={"Content-Type": content_type},
+        Conditions=[["content-length-range", 1, size], {"Content-Type": content_type}],
+        ExpiresIn=s.presign_ttl_seconds)
+    return UploadTicket(upload_id, post["url"], post["fields"], expires, size, access_key)
+
+
+def status(upload_id: str, who: Principal) -> dict[str, Any]:
+    try:
+        uuid.UUID(upload_id)
+    except ValueError as exc:
+        raise NotFound("upload not found", code="upload_not_found") from exc
+    with unit_of_work() as uow:
+        row = uow.one("SELECT owner_id, status, image_id, error FROM uploads"
+                      " WHERE id = CAST(:id AS uuid)", id=upload_id)
+    if row is None or (row["owner_id"] != who.user_id and not who.is_admin):
+        raise NotFound("upload not found", code="upload_not_found")
+    body: dict[str, Any] = {"uploadId": upload_id, "status": row["status"]}
+    if row["image_id"] is not None:
+        body["imageId"] = row["image_id"]
+    if row["error"]:
+        body["error"] = row["error"]
+    return body
+
+
+def _claim(upload_id: str) -> dict[str, Any] | None:
+    with unit_of_work() as uow:
+        row = uow.one(
+            "UPDATE uploads SET status = 'processing', attempts = attempts + 1, updated_at = now()"
+            " WHERE id = CAST(:id AS uuid) AND attempts < :max AND (status = 'pending'"
+            "   OR (status = 'processing' AND updated_at < now() - interval '5 minutes'))"
+            " RETURNING id, owner_id, file_name, content_type, size, description, is_private,"
+            " access_key_hash, group_id, attempts",
+            id=upload_id, max=MAX_ATTEMPTS)
+        uow.commit()
+    return row
+
+
+def _finish(upload_id: str, status: str, *, error: str | None = None) -> None:
+    with unit_of_work() as uow:
+        uow.run("UPDATE uploads SET status = :st, error = :err, updated_at = now()"
+                " WHERE id = CAST(:id AS uuid)", id=upload_id, st=status, err=error)
+        uow.commit()
+
+
+def _spool(key: str, max_size: int) -> IO[bytes]:
+    """Copy the incoming object to a temporary file in 1 MiB pieces (bounded memory)."""
+    store = default_store()
+    obj = store.s3.get_object(Bucket=store.bucket, Key=key)
+    if int(obj["ContentLength"]) > max_size:
+        obj["Body"].close()
+        raise BadRequest(f"the uploaded object is larger than the declared {max_size} bytes",
+                         code="size_mismatch")
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+    shutil.copyfileobj(obj["Body"], spool, _COPY_BUFFER)
+    spool.seek(0)
+    return spool
+
+
+def ingest(upload_id: str) -> str:
+    """Turn incoming/<id> into an image; returns the upload's final status."""
+    key = INCOMING + upload_id
+    store = default_store()
+    job = _claim(upload_id)
+    if job is None:  # a duplicate or late event, or an unknown key: just make sure it's gone
+        store.delete_objects([key])
+        return "skipped"
+    try:
+        with _spool(key, int(job["size"])) as spool:
+            info = imaging.inspect_image(spool, max_pixels=settings().max_image_pixels)
+            size = spool.seek(0, 2)
+
+            def open_source() -> IO[bytes]:
+                spool.seek(0)
+                return _Unclosable(spool)
+
+            with unit_of_work() as uow:
+                blob = store.put_stream(uow, open_source)
+                image_id = images.insert(uow, images.Record(
+                    owner_id=job["owner_id"], sha256=blob.sha256, name=job["file_name"],
+                    description=job["description"], is_private=job["is_private"],
+                    access_key_hash=job["access_key_hash"], group_id=job["group_id"],
+                    info=info, size=size))
+                uow.run("UPDATE uploads SET status = 'ready', image_id = :img, error = NULL,"
+                        " updated_at = now() WHERE id = CAST(:id AS uuid)", img=image_id, id=upload_id)
+                uow.commit()
+    except AppError as exc:  # RetryableStoreError is a 503 AppError
+        if exc.status < 500:
+            _finish(upload_id, "failed", error=exc.message)
+            store.delete_objects([key])
+            logger.info("upload refused", extra={"upload_id": upload_id, "reason": exc.message})
+            return "failed"
+        _retry_or_fail(upload_id, job, exc)
+        raise
+    except Exception as exc:
+        _retry_or_fail(upload_id, job, exc)
+        raise
+    store.delete_objects([key])
+    logger.info("upload ingested", extra={"upload_id": upload_id, "image_id": image_id})
+    return "ready"
+
+
+def _retry_or_fail(upload_id: str, job: dict[str, Any], exc: Exception) -> None:
+    """Transient failure: back to pending for the retry, or failed once out of attempts."""
+    if job["attempts"] >= MAX_ATTEMPTS:
+        _finish(upload_id, "failed", error=f"could not be processed: {type(exc).__name__}")
+        default_store().delete_objects([INCOMING + upload_id])
+    else:
+        _finish(upload_id, "pending")
+
+
+class _Unclosable:
+    """The spool handed to the chunk store, which closes its source when done."""
+
+    def __init__(self, fp: IO[bytes]) -> None:
+        self._fp = fp
+
+    def read(self, n: int = -1) -> bytes:
+        return self._fp.read(n)
+
+    def close(self) -> None:
+        pass
