@@ -70,15 +70,18 @@ def _manifest_exists(sha256: str) -> bool:
 
 def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
     claimed, current = _claim(sha256)
-    deadline = time.monotonic() + visibility_wait
-    # The manifest is written inside the uploading transaction, so its event can
-    # arrive a moment before the blob row is committed: wait a little for it.
-    while not claimed and current is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        claimed, current = _claim(sha256)
-    if not claimed:
-        if current is None and _manifest_exists(sha256):
+    if not claimed and current is None:
+        if not _manifest_exists(sha256):
+            return Outcome(sha256, "skipped")  # a late event for a blob GC has removed
+        # The manifest is written inside the uploading transaction, so its event can
+        # arrive a moment before the blob row is committed: wait a little for it.
+        deadline = time.monotonic() + visibility_wait
+        while not claimed and current is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            claimed, current = _claim(sha256)
+        if current is None:
             raise BlobNotVisibleYet(sha256)  # redelivered later (async retry, or the sweep)
+    if not claimed:
         return Outcome(sha256, "skipped")
     assert current is not None
     # Out of retries: failed for good (visible to clients), no longer pending.
