@@ -116,6 +116,17 @@ def s3_record(notification: dict[str, Any], bucket: str) -> dict[str, Any] | Non
     }
 
 
+def _polled_record(bucket: str, obj: dict[str, Any]) -> dict[str, Any]:
+    ts = obj["LastModified"]
+    record = s3_record({"event_type": "create", "key": f"/buckets/{bucket}/{obj['Key']}",
+                        "message": {"new_entry": {"attributes": {"file_size": obj["Size"]},
+                                                  "chunks": [{"modified_ts_ns": int(ts.timestamp() * 1e9)}]}}},
+                       bucket)
+    assert record is not None
+    record["s3"]["object"]["eTag"] = obj["ETag"].strip('"')
+    return record
+
+
 class EventDelivery:
     def __init__(self, template: Template, runtime: LambdaRuntime, stack: Stack) -> None:
         self.template = template
@@ -142,6 +153,11 @@ class EventDelivery:
         port = getattr(self.stack, "webhook_port", None)
         if port:
             self._start_webhook(port, self.stack.webhook_token)
+        elif self.template.s3_triggers:
+            # An external object store (MinIO from docker-compose): poll instead.
+            t = threading.Thread(target=self._poll, name="s3-poller", daemon=True)
+            t.start()
+            self._threads.append(t)
         for schedule in self.template.schedules:
             t = threading.Thread(target=self._tick, args=(schedule.function, schedule.seconds),
                                  name=f"schedule-{schedule.function}", daemon=True)
@@ -155,6 +171,34 @@ class EventDelivery:
                      "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "region": "us-east-1", "resources": [], "detail": {}}
             self.runtime.invoke_async(function, event)
+
+    def _poll(self, interval: float = 1.0) -> None:
+        """List the subscribed prefixes and turn objects not seen before into events."""
+        import boto3
+        from botocore.config import Config
+
+        env = self.stack.env_overrides
+        s3 = boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"],
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+        bucket = self.stack.s3_bucket
+        seen: dict[str, str] = {}
+        first = True
+        while not self._stop.wait(interval):
+            current: dict[str, str] = {}
+            try:
+                for prefix in _subscribed_prefixes(self.template):
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                              Prefix=prefix):
+                        for obj in page.get("Contents", []):
+                            current[obj["Key"]] = obj["ETag"].strip('"')
+                            if not first and seen.get(obj["Key"]) != current[obj["Key"]]:
+                                self.deliver(_polled_record(bucket, obj))
+            except Exception:  # noqa: BLE001 - the store may be restarting: try again
+                log.exception("polling the object store failed")
+                continue
+            seen, first = current, False
 
     def _start_webhook(self, port: int, token: str) -> None:
         delivery = self

@@ -56,6 +56,8 @@ class Stack:
         self.events: Any = None
         self._threads: list[threading.Thread] = []
         self.s3_bucket = LOCAL_BUCKET
+        self.s3_endpoint = ""
+        self.database: dict[str, str] = {}
         self.webhook_port: int | None = None
         self.webhook_token = ""
 
@@ -64,37 +66,54 @@ class Stack:
         return f"http://{self.host}:{self.port}"
 
     def start_services(self) -> None:
+        """Start (or, when configured, connect to) Postgres and the S3 server."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         creds = load_or_create_secrets(self.data_dir / "secrets.json")
-        pg_port = int(os.environ.get("IMAGEREPO_PG_PORT") or 0) or None
-        s3_port = int(os.environ.get("IMAGEREPO_S3_PORT") or 0) or None
-        self.pg = Postgres(self.data_dir / "postgres", user="imagerepo",
-                           password=creds["db_password"], database="imagerepo", port=pg_port)
-        self.s3 = SeaweedS3(self.data_dir / "seaweedfs", access_key=creds["s3_access_key"],
-                            secret_key=creds["s3_secret_key"], bucket=LOCAL_BUCKET, s3_port=s3_port)
+        env = os.environ
+        if not env.get("IMAGEREPO_DB_HOST"):
+            self.pg = Postgres(self.data_dir / "postgres", user="imagerepo",
+                               password=creds["db_password"], database="imagerepo",
+                               port=int(env.get("IMAGEREPO_PG_PORT") or 0) or None)
+        if not env.get("IMAGEREPO_S3_ENDPOINT_URL"):
+            self.s3 = SeaweedS3(self.data_dir / "seaweedfs", access_key=creds["s3_access_key"],
+                                secret_key=creds["s3_secret_key"], bucket=LOCAL_BUCKET,
+                                s3_port=int(env.get("IMAGEREPO_S3_PORT") or 0) or None)
         # Spawned from this thread (children die with the thread that forked them),
         # then both boot at once.
-        self.pg.spawn()
-        self.s3.spawn(self.notification_toml())
-        self.pg.wait_ready()
-        self.s3.wait_ready()
+        if self.pg is not None:
+            self.pg.spawn()
+        if self.s3 is not None:
+            self.s3.spawn(self.notification_toml())
+        if self.pg is not None:
+            self.pg.wait_ready()
+        if self.s3 is not None:
+            self.s3.wait_ready()
+        self.database = {
+            "DB_HOST": env.get("IMAGEREPO_DB_HOST", "127.0.0.1"),
+            "DB_PORT": env.get("IMAGEREPO_DB_PORT", "5432") if self.pg is None else str(self.pg.port),
+            "DB_NAME": env.get("IMAGEREPO_DB_NAME", "imagerepo"),
+            "DB_USER": env.get("IMAGEREPO_DB_USER", "imagerepo"),
+            "DB_PASSWORD": env.get("IMAGEREPO_DB_PASSWORD", "") if self.pg is None
+            else creds["db_password"],
+        }
+        self.s3_endpoint = self.s3.endpoint if self.s3 else env["IMAGEREPO_S3_ENDPOINT_URL"]
+        if self.s3 is None:
+            self.s3_bucket = env.get("IMAGEREPO_S3_BUCKET", LOCAL_BUCKET)
         self.env_overrides = {
             # What `sam local --env-vars` would give: local endpoints and secrets.
-            "DB_HOST": "127.0.0.1",
-            "DB_PORT": str(self.pg.port),
-            "DB_NAME": self.pg.database,
-            "DB_USER": self.pg.user,
-            "DB_PASSWORD": creds["db_password"],
+            **self.database,
             "DB_SECRET_ARN": "",
             "JWT_SECRET": creds["jwt_secret"],
             "JWT_SECRET_ARN": "",
-            "BUCKET_NAME": LOCAL_BUCKET,
-            "S3_ENDPOINT_URL": self.s3.endpoint,
-            "AWS_ACCESS_KEY_ID": creds["s3_access_key"],
-            "AWS_SECRET_ACCESS_KEY": creds["s3_secret_key"],
+            "BUCKET_NAME": self.s3_bucket,
+            "S3_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": env.get("IMAGEREPO_S3_ACCESS_KEY", creds["s3_access_key"])
+            if self.s3 is None else creds["s3_access_key"],
+            "AWS_SECRET_ACCESS_KEY": env.get("IMAGEREPO_S3_SECRET_KEY", creds["s3_secret_key"])
+            if self.s3 is None else creds["s3_secret_key"],
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "GC_GRACE_SECONDS": os.environ.get("IMAGEREPO_GC_GRACE_SECONDS", "0"),
+            "GC_GRACE_SECONDS": env.get("IMAGEREPO_GC_GRACE_SECONDS", "0"),
             **self.extra_env,
         }
         # The runtime process uses the layer too (migrations, admin bootstrap).
@@ -107,7 +126,18 @@ class Stack:
         applied = apply_migrations(ROOT / "shared" / "migrations")
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        if self.s3 is None:
+            self._ensure_external_bucket()
         self._bootstrap_admin()
+
+    def _ensure_external_bucket(self) -> None:
+        from imagerepo.s3 import client
+
+        s3 = client()
+        try:
+            s3.head_bucket(Bucket=self.s3_bucket)
+        except Exception:  # noqa: BLE001 - absent: create it
+            s3.create_bucket(Bucket=self.s3_bucket)
 
     def notification_toml(self) -> str | None:
         """The filer webhook that turns object-store writes into S3 events (see events.py)."""
@@ -139,10 +169,9 @@ class Stack:
         from devstack.lambda_runtime import LambdaRuntime
         from devstack.template import Template
 
-        assert self.pg is not None and self.s3 is not None
         template = Template(self.template_path, parameter_overrides={
-            "DbHost": "127.0.0.1", "DbPort": str(self.pg.port),
-            "DbSecretArn": "", "S3EndpointUrl": self.s3.endpoint,
+            "DbHost": self.database["DB_HOST"], "DbPort": self.database["DB_PORT"],
+            "DbSecretArn": "", "S3EndpointUrl": self.s3_endpoint,
         })
         self.runtime = LambdaRuntime(template, self.env_overrides)
         self.gateway = LocalGateway(template, self.runtime)
