@@ -20,9 +20,12 @@ def _data_dir() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devstack")
-    parser.add_argument("command", choices=["run", "services"], help="run: services + API; "
-                        "services: Postgres and S3 only, printing their environment")
+    parser.add_argument("command", choices=["run", "services", "migrate"], help="run: services + API; "
+                        "services: Postgres and S3 only, printing their environment; "
+                        "migrate: apply shared/migrations to the database named by DB_* variables")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        return _migrate()
     logging.basicConfig(level=os.environ.get("IMAGEREPO_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     stop = threading.Event()
@@ -46,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         logging.getLogger("devstack").info("stopping")
         stack.stop()
+    return 0
+
+
+def _migrate() -> int:
+    sys.path.insert(0, str(ROOT / "layers" / "imagerepo"))
+    from imagerepo.migrate import apply_migrations
+
+    applied = apply_migrations(ROOT / "shared" / "migrations")
+    print("applied:", ", ".join(applied) or "nothing (up to date)")
     return 0
 
 
