@@ -126,7 +126,7 @@ class LocalGateway:
         query: dict[str, str] = {}
         for k, v in parse_qsl(url.query, keep_blank_values=True):
             query[k] = f"{query[k]},{v}" if k in query else v
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         host = headers.get("host", "localhost").split(":")[0]
         event: dict[str, Any] = {
             "version": "2.0",
@@ -190,7 +190,7 @@ class LocalGateway:
             try:
                 result = self.runtime.invoke(auth.function, self._authorizer_event(
                     event, auth, identity), timeout=10, request_id=request_id)
-            except Exception:  # noqa: BLE001 - any authorizer failure is a 500
+            except Exception:
                 log.exception("authorizer %s failed", auth.name)
                 return _message(500, "Internal Server Error", request_id)
             if not isinstance(result, dict) or not isinstance(result.get("isAuthorized"), bool):
@@ -230,7 +230,7 @@ class LocalGateway:
                 reply = _message(500, "Internal Server Error", request_id)
             else:
                 reply = _message(503, "Service Unavailable", request_id)
-        except Exception:  # noqa: BLE001 - an unhandled function error is a 500
+        except Exception:
             log.exception("function %s raised (request %s)", route.function, request_id)
             reply = _message(500, "Internal Server Error", request_id)
         else:
@@ -272,7 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks, total = [], 0
+            chunks: list[bytes] = []
+            total = 0
             while True:
                 size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
                 if size == 0:
@@ -312,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is written by _serve
 
 

@@ -71,7 +71,7 @@ class LayeredEnviron(MutableMapping[str, str]):
 
 def install_layered_environ() -> None:
     if not isinstance(os.environ, LayeredEnviron):
-        os.environ = LayeredEnviron(os.environ)  # type: ignore[assignment]
+        os.environ = LayeredEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003
 
 
 @dataclass
@@ -166,7 +166,7 @@ class LambdaRuntime:
                 try:
                     self.invoke(function_id, event)
                     return
-                except Exception:  # noqa: BLE001 - Lambda logs and retries async failures
+                except Exception:
                     log.exception("async invoke of %s failed (attempt %d)", function_id, n + 1)
                     time.sleep(min(2 ** n, 5))
         threading.Thread(target=attempt, daemon=True, name=f"async-{function_id}").start()

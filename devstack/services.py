@@ -133,8 +133,9 @@ def find_pg_bindir() -> Path:
     spec = importlib.util.find_spec("pgserver")  # located, not imported (its import has side effects)
     if spec is not None and spec.origin:
         candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         if out.returncode == 0:
             candidates.append(Path(out.stdout.strip()))
     if shutil.which("initdb"):
@@ -239,7 +240,7 @@ class Postgres(Service):
                 con = pg8000.native.Connection(self.user, host="127.0.0.1", port=self.port,
                                                password=self.password, database="postgres")
                 break
-            except Exception:  # noqa: BLE001 - starting up ("the database system is starting up")
+            except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
@@ -329,7 +330,7 @@ class SeaweedS3(Service):
                 s3.head_bucket(Bucket=self.bucket)
                 s3.put_object(Bucket=self.bucket, Key=".devstack/ready", Body=b"ok")
                 return
-            except Exception:  # noqa: BLE001 - volumes are still being allocated
+            except Exception:
                 if time.monotonic() > deadline:
                     raise
                 with contextlib.suppress(Exception):

@@ -80,7 +80,7 @@ def test_register_bad_json(base_url: str) -> None:
 
 
 def test_login_failures_look_the_same(base_url: str) -> None:
-    api, user = register_and_login(base_url)
+    _, user = register_and_login(base_url)
     anon = Api(base_url)
     bodies = {}
     for case, username in (("wrong-password", user["name"]), ("unknown-user", unique("ghost"))):

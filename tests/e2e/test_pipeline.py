@@ -219,7 +219,8 @@ def test_upload_ticket_validation(user: tuple[Api, dict[str, Any]], body: dict[s
     assert r.status_code == 400 and r.json()["error"]["code"] == code
 
 
-def test_upload_status_is_owner_only(user: tuple[Api, dict[str, Any]], other: tuple[Api, dict[str, Any]]) -> None:
+def test_upload_status_is_owner_only(user: tuple[Api, dict[str, Any]],
+                                     other: tuple[Api, dict[str, Any]]) -> None:
     api, _ = user
     stranger, _ = other
     ticket = api.post("/uploads", json={"fileName": "a.png", "contentType": "image/png", "size": 10}).json()

@@ -42,7 +42,7 @@ def make_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return error_response(exc.status_code, "http_error", exc.msg)
+        return error_response(exc.status_code, "http_error", str(exc.msg))
 
     @app.not_found
     def _not_found(exc: Exception) -> Response:

@@ -10,6 +10,7 @@ commits explicitly, leaving the block without commit rolls back.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,10 +51,8 @@ def discard_connection() -> None:
     con = getattr(_local, "con", None)
     _local.con = None
     if con is not None:
-        try:
+        with contextlib.suppress(Exception):  # the socket may already be gone
             con.close()
-        except Exception:  # noqa: BLE001 - the socket may already be gone
-            pass
 
 
 class UnitOfWork:
@@ -69,7 +68,7 @@ class UnitOfWork:
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         result = self._con.run(sql, **params) or []
         names = [c["name"] for c in self._con.columns or []]
-        return [dict(zip(names, row)) for row in result]
+        return [dict(zip(names, row, strict=True)) for row in result]
 
     def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
         found = self.rows(sql, **params)

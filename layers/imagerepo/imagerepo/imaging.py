@@ -247,6 +247,7 @@ def _decode_guard(max_pixels: int) -> Iterator[None]:
 
 def _open_checked(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
     """Open lazily (headers only) and apply every check that needs no pixels."""
+    fp: BinaryIO
     if isinstance(data, bytes | bytearray | memoryview):
         head, fp = bytes(data[:4096]), io.BytesIO(data)
     else:

@@ -70,7 +70,7 @@ def parse(body: bytes, content_type: str) -> Form:
                 headers[name.strip().lower()] = value.strip()
         disposition = headers.get("content-disposition", "")
         params = _params(disposition)
-        name = params.get("name")
+        name = params.get("name", "")
         if not disposition.lower().startswith("form-data") or not name:
             raise BadRequest("multipart part without a form-data name", code="invalid_multipart")
         if "filename" in params:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from imagerepo import images, imaging
 from imagerepo.api import logger
@@ -162,10 +162,11 @@ def ingest(upload_id: str) -> str:
         return "skipped"
     try:
         with _spool(key, int(job["size"])) as spool:
-            info = imaging.inspect_image(spool, max_pixels=settings().max_image_pixels)
+            info = imaging.inspect_image(cast(BinaryIO, spool),
+                                         max_pixels=settings().max_image_pixels)
             size = spool.seek(0, 2)
 
-            def open_source() -> IO[bytes]:
+            def open_source() -> _Unclosable:
                 spool.seek(0)
                 return _Unclosable(spool)
 
