@@ -11,7 +11,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE.parent / "layers" / "imagerepo")])}
+    paths = [str(HERE.parent), str(HERE.parent / "layers" / "imagerepo")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"\n## {script.name}\n", flush=True)
