@@ -1,0 +1,573 @@
+"""The deduplicating chunk store: chunk objects in S3, reference counts in Postgres.
+
+Layout in the bucket::
+
+    chunks/<h[:2]>/<h>                 one object per distinct chunk (h = SHA-256 of its bytes)
+    manifests/<sha256>.json            one per blob (whole-file SHA-256); its creation is the
+                                       S3 event that triggers thumbnailing
+    thumbnails/<sha256>/small.webp     thumbnails, keyed by blob so identical files share them
+    thumbnails/<sha256>/preview.jpg
+
+Reference counts (tables ``chunks``, ``blobs``, ``blob_chunks`` of migration 001):
+``chunks.refcount`` = number of ``blob_chunks`` rows naming the chunk; ``blobs.refcount``
+= number of images naming the blob. ``zero_since`` is set when a count reaches 0 and
+cleared when it rises; :mod:`imagerepo.gc` removes what stayed at 0 for a grace period.
+
+Why uploads cannot lose a chunk to a concurrent GC:
+
+* An object is only deleted by GC while it holds a lock on the chunk row at refcount 0
+  (``FOR UPDATE SKIP LOCKED``), or, for an object without any row (orphan), while it
+  holds a freshly inserted claim row for that hash.
+* An upload first upserts its chunk rows (taking their row locks until the caller
+  commits) and only then PUTs every object whose row was new or at refcount 0, so GC
+  skips those rows, or, if GC got the lock first, the upload waits, sees the row
+  deleted, re-inserts it and PUTs the object again. :meth:`ChunkStore.put_stream`
+  PUTs before taking locks (it cannot hold a 100 MB file in memory), so it HEADs
+  those objects under the locks instead and starts over if one has gone.
+* Chunk rows are always locked in hash order (``COLLATE "C"``), by uploads and by
+  GC, so concurrent uploads sharing chunks do not deadlock.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import re
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imagerepo import s3
+from imagerepo.chunking import Chunker, Readable, chunker_from_config
+from imagerepo.config import settings
+from imagerepo.db import UnitOfWork, unit_of_work
+from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError
+from imagerepo.lru import ChunkCache, shared_cache
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+THUMBNAIL_SIZES = ("small", "preview")
+CHUNK_PREFIX = "chunks/"
+MANIFEST_PREFIX = "manifests/"
+THUMBNAIL_PREFIX = "thumbnails/"
+MANIFEST_CONTENT_TYPE = "application/json"
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+class StoreIntegrityError(AppError):
+    """Stored data does not match its address (corrupt or missing chunk object,
+    inconsistent rows). Never the client's fault: a 500."""
+
+    status = 500
+    code = "store_integrity_error"
+
+
+class RetryableStoreError(AppError):
+    """:meth:`ChunkStore.put_stream` kept losing staged chunk objects to GC.
+
+    The caller should roll back and try again later (the ingest event is redelivered).
+    """
+
+    status = 503
+    code = "store_busy"
+
+
+def check_hash(value: str) -> str:
+    """``value`` if it is a lowercase hex SHA-256, else ``ValueError``."""
+    if not isinstance(value, str) or not _HASH.match(value):
+        raise ValueError(f"not a lowercase hex SHA-256: {value!r}")
+    return value
+
+
+def chunk_key(h: str) -> str:
+    check_hash(h)
+    return f"{CHUNK_PREFIX}{h[:2]}/{h}"
+
+
+def manifest_key(sha: str) -> str:
+    check_hash(sha)
+    return f"{MANIFEST_PREFIX}{sha}.json"
+
+
+def thumbnail_key(sha: str, size: str) -> str:
+    check_hash(sha)
+    if size not in THUMBNAIL_SIZES:
+        raise ValueError(f"thumbnail size must be one of {THUMBNAIL_SIZES}, got {size!r}")
+    return f"{THUMBNAIL_PREFIX}{sha}/{size}.{'webp' if size == 'small' else 'jpg'}"
+
+
+def blob_keys(sha: str) -> list[str]:
+    """Every object that belongs to a blob itself (not its chunks)."""
+    return [manifest_key(sha), *(thumbnail_key(sha, s) for s in THUMBNAIL_SIZES)]
+
+
+def build_manifest(sha256: str, size: int, chunker: str, chunks: Sequence[tuple[str, int]],
+                   created_at: datetime | None = None) -> bytes:
+    """The JSON manifest of a blob: enough to reassemble it from S3 alone."""
+    created = (created_at or datetime.now(UTC)).astimezone(UTC)
+    doc = {
+        "sha256": sha256,
+        "size": size,
+        "chunker": chunker,
+        "chunks": [{"hash": h, "size": n} for h, n in chunks],
+        "createdAt": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def parse_manifest(data: bytes) -> dict[str, Any]:
+    """Decode and sanity-check a manifest (chunk sizes must add up to the size)."""
+    doc = json.loads(data)
+    chunks = doc.get("chunks") if isinstance(doc, dict) else None
+    if not isinstance(chunks, list) or sum(int(c["size"]) for c in chunks) != doc.get("size"):
+        raise StoreIntegrityError("malformed manifest")
+    return dict(doc)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    chunk_count: int
+    created: bool  # this call created the blob row (False: an identical file existed)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """What phase 1 of put_stream leaves behind: only hashes and sizes, no bytes."""
+
+    sha256: str
+    size: int
+    chunks: list[tuple[str, int]]
+
+
+class ChunkStore:
+    """Content-addressed storage of files as deduplicated chunks.
+
+    ``s3_client`` is a boto3 S3 client (thread-safe; shared by the worker pool),
+    ``cache`` an optional :class:`ChunkCache` for reads. ``max_workers`` bounds the
+    parallel S3 requests of one call; ``stream_window`` bounds how many chunks
+    :meth:`put_stream` and :meth:`iter_chunks` hold in flight.
+    """
+
+    def __init__(self, s3_client: Any, bucket: str, chunker: Chunker, cache: ChunkCache | None,
+                 max_workers: int = 8, *, stream_window: int = 4) -> None:
+        if max_workers < 1 or stream_window < 1:
+            raise ValueError("max_workers and stream_window must be >= 1")
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.chunker = chunker
+        self.cache = cache
+        self.max_workers = max_workers
+        self.stream_window = stream_window
+        self.stream_retries = 0  # put_stream attempts restarted because GC took a staged chunk
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="chunkstore")
+            return self._executor
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(i) for i in items]`` on the pool, in order.
+
+        On a failure the calls not started yet are cancelled, the running ones are
+        awaited (so no request lands after the caller has rolled back), then the
+        first error is raised.
+        """
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        pool = self._pool()
+        futures = [pool.submit(fn, i) for i in items]
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        if pending:
+            for f in pending:
+                f.cancel()
+            wait(futures)
+        return [f.result() for f in futures]
+
+    def _put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (BotoCoreError, ClientError) as exc:
+            raise UpstreamError(f"object store PUT {key} failed: {exc}") from exc
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                return False
+            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
+        return True
+
+    def _get_object(self, key: str) -> bytes:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise StoreIntegrityError(f"object {key} is missing from the store") from exc
+            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+
+    def delete_objects(self, keys: Iterable[str]) -> int:
+        """Delete keys in batches of 1000 (absent keys are fine); any per-key error raises."""
+        count = 0
+        todo = iter(keys)
+        while batch := list(itertools.islice(todo, 1000)):
+            try:
+                reply = self.s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise UpstreamError(f"object store DELETE failed: {exc}") from exc
+            errors = reply.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise UpstreamError(
+                    f"object store could not delete {len(errors)} object(s), e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+            count += len(batch)
+        return count
+
+    def list_objects(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
+        """Pages (up to 1000) of ``{"Key", "Size", "LastModified"}`` under ``prefix``."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                yield list(page.get("Contents") or [])
+        except (BotoCoreError, ClientError) as exc:
+            raise UpstreamError(f"object store LIST {prefix} failed: {exc}") from exc
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _upsert_blob(self, uow: UnitOfWork, sha: str, size: int, chunk_count: int) -> StoredBlob:
+        """One more reference on the blob; ``created`` tells whether the row is new.
+
+        ON CONFLICT DO UPDATE waits for a concurrent insert of the same blob (or a GC
+        holding the row) and, if that row goes away, inserts instead.
+        """
+        row = uow.one(
+            "INSERT INTO blobs (sha256, size, chunker, chunk_count, refcount)"
+            " VALUES (:sha, :size, :chunker, :count, 1)"
+            " ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL"
+            " RETURNING (xmax = 0) AS inserted, size, chunk_count",
+            sha=sha, size=size, chunker=self.chunker.describe(), count=chunk_count,
+        )
+        assert row is not None
+        return StoredBlob(sha, int(row["size"]), int(row["chunk_count"]), bool(row["inserted"]))
+
+    def _upsert_chunks(self, uow: UnitOfWork, chunks: Sequence[tuple[str, int]]) -> dict[str, int | None]:
+        """Add each chunk's occurrences to its refcount, locking rows in hash order.
+
+        Returns ``{hash: refcount before}`` (None for rows inserted now).
+        """
+        counts = Counter(h for h, _ in chunks)
+        sizes = dict(chunks)
+        hashes = sorted(counts)
+        rows = uow.run(
+            "INSERT INTO chunks (hash, size, refcount)"
+            " SELECT t.h, t.s, t.n FROM unnest(CAST(:hashes AS char(64)[]), CAST(:sizes AS integer[]),"
+            "  CAST(:counts AS integer[])) AS t(h, s, n)"
+            ' ORDER BY t.h COLLATE "C"'
+            " ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + EXCLUDED.refcount,"
+            "  zero_since = NULL"
+            " RETURNING hash, refcount, (xmax = 0) AS inserted",
+            hashes=hashes, sizes=[sizes[h] for h in hashes], counts=[counts[h] for h in hashes],
+        )
+        return {h: None if inserted else refcount - counts[h] for h, refcount, inserted in rows}
+
+    @staticmethod
+    def _objects_at_risk(before: dict[str, int | None]) -> list[str]:
+        """Chunks whose object may be absent: new rows, and rows at 0 (maybe mid-GC)."""
+        return sorted(h for h, old in before.items() if not old)
+
+    def _link(self, uow: UnitOfWork, blob: StoredBlob, chunks: Sequence[tuple[str, int]]) -> None:
+        """Record the chunk list and publish the manifest (last: it triggers thumbnailing)."""
+        uow.run(
+            "INSERT INTO blob_chunks (blob_sha256, seq, chunk_hash)"
+            " SELECT :sha, t.seq - 1, t.h"
+            " FROM unnest(CAST(:hashes AS char(64)[])) WITH ORDINALITY AS t(h, seq)",
+            sha=blob.sha256, hashes=[h for h, _ in chunks],
+        )
+        manifest = build_manifest(blob.sha256, blob.size, self.chunker.describe(), chunks)
+        self._put_object(manifest_key(blob.sha256), manifest, MANIFEST_CONTENT_TYPE)
+
+    def put(self, uow: UnitOfWork, data: bytes) -> StoredBlob:
+        """Add one reference to the blob holding ``data``, inside the caller's transaction.
+
+        Nothing is committed here: the caller records its image in ``uow`` and commits;
+        if anything raises, its rollback undoes every refcount change (objects already
+        PUT become orphans that GC removes after the grace period). Chunk row locks
+        are held until that commit, which is what keeps GC away from them. Use one
+        put per transaction: two could lock blob rows in opposite orders.
+        """
+        if not data:
+            raise BadRequest("the file is empty", code="empty_file")
+        sha = _sha256(data)
+        pieces = list(self.chunker.split_bytes(data))
+        blob = self._upsert_blob(uow, sha, len(data), len(pieces))
+        if not blob.created:
+            return blob
+        hashes = [_sha256(p) for p in pieces]
+        by_hash = dict(zip(hashes, pieces, strict=True))
+        chunks = [(h, len(p)) for h, p in zip(hashes, pieces, strict=True)]
+        before = self._upsert_chunks(uow, chunks)
+        self._map(lambda h: self._put_object(chunk_key(h), by_hash[h]), self._objects_at_risk(before))
+        self._link(uow, blob, chunks)
+        return blob
+
+    def put_stream(self, uow: UnitOfWork, open_source: Callable[[], Readable], *,
+                   attempts: int = 3) -> StoredBlob:
+        """Like :meth:`put` for files too large to hold in memory (at most a few chunks are).
+
+        Phase 1, no locks: stream ``open_source()``, hash each chunk and the whole file,
+        PUT every chunk whose row is absent or at refcount 0 (plain SELECTs in ``uow``),
+        keep only the (hash, size) list. Phase 2, in a SAVEPOINT of ``uow``: the blob
+        upsert; if the blob is new, the sorted chunk upsert, then HEAD (in parallel)
+        every chunk whose row was new or at 0. If GC removed one between the phases,
+        roll back to the savepoint and start over from phase 1, calling
+        ``open_source()`` again; after ``attempts`` tries raise
+        :class:`RetryableStoreError` (the caller rolls back and retries later).
+
+        Call it first in the transaction: phase 1 may take seconds and should not run
+        while the transaction holds locks. As with :meth:`put`, the caller commits.
+        """
+        for attempt in range(1, attempts + 1):
+            staged = self._stage(uow, open_source)
+            uow.run("SAVEPOINT chunkstore_put_stream")
+            blob = self._commit_staged(uow, staged)
+            if blob is not None:
+                uow.run("RELEASE SAVEPOINT chunkstore_put_stream")
+                return blob
+            uow.run("ROLLBACK TO SAVEPOINT chunkstore_put_stream")
+            uow.run("RELEASE SAVEPOINT chunkstore_put_stream")
+            with self._lock:
+                self.stream_retries += 1
+            if attempt == attempts:
+                break
+        raise RetryableStoreError(
+            f"chunks of the upload were garbage-collected before it could be recorded ({attempts} attempts)"
+        )
+
+    def _needs_object(self, uow: UnitOfWork, h: str) -> bool:
+        refcount = uow.scalar("SELECT refcount FROM chunks WHERE hash = :h", h=h)
+        return refcount is None or refcount == 0
+
+    def _stage(self, uow: UnitOfWork, open_source: Callable[[], Readable]) -> _Staged:
+        """Phase 1 of put_stream; at most ``stream_window`` chunk PUTs are in flight."""
+        whole = hashlib.sha256()
+        chunks: list[tuple[str, int]] = []
+        seen: set[str] = set()
+        inflight: deque[Future[None]] = deque()
+        pool = self._pool()
+        source = open_source()
+        try:
+            for piece in self.chunker.split(source):
+                whole.update(piece)
+                h = _sha256(piece)
+                chunks.append((h, len(piece)))
+                if h in seen:
+                    continue
+                seen.add(h)
+                if self._needs_object(uow, h):
+                    while len(inflight) >= self.stream_window:
+                        inflight.popleft().result()
+                    inflight.append(pool.submit(self._put_object, chunk_key(h), piece))
+            while inflight:
+                inflight.popleft().result()
+        finally:
+            # On an error let the PUTs already started finish, so none lands after the
+            # caller's rollback; the first error still propagates.
+            wait(inflight)
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+        if not chunks:
+            raise BadRequest("the file is empty", code="empty_file")
+        return _Staged(whole.hexdigest(), sum(n for _, n in chunks), chunks)
+
+    def _commit_staged(self, uow: UnitOfWork, staged: _Staged) -> StoredBlob | None:
+        """Phase 2 of put_stream; None when a staged chunk object has disappeared."""
+        blob = self._upsert_blob(uow, staged.sha256, staged.size, len(staged.chunks))
+        if not blob.created:
+            return blob
+        before = self._upsert_chunks(uow, staged.chunks)
+        present = self._map(lambda h: self._exists(chunk_key(h)), self._objects_at_risk(before))
+        if not all(present):
+            return None
+        self._link(uow, blob, staged.chunks)
+        return blob
+
+    def release(self, uow: UnitOfWork, sha256: str) -> int:
+        """One reference less on the blob, in the caller's transaction; returns what is left.
+
+        Its chunks keep their references until GC deletes the blob (after the grace
+        period at refcount 0), so re-uploading the same file meanwhile is free.
+        """
+        remaining = uow.scalar(
+            "UPDATE blobs SET refcount = refcount - 1,"
+            " zero_since = CASE WHEN refcount = 1 THEN now() ELSE zero_since END"
+            " WHERE sha256 = :sha AND refcount > 0 RETURNING refcount",
+            sha=check_hash(sha256),
+        )
+        if remaining is None:
+            raise StoreIntegrityError(f"blob {sha256} has no reference left to release")
+        return int(remaining)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def chunk_list(self, sha256: str, uow: UnitOfWork | None = None) -> list[tuple[str, int]]:
+        """The blob's ordered ``(hash, size)`` list; :class:`NotFound` if there is no blob.
+
+        Without ``uow`` it runs in its own short transaction, so a caller that is inside
+        a unit of work on this thread must pass it.
+        """
+        check_hash(sha256)
+        if uow is None:
+            with unit_of_work() as own:
+                return self._chunk_list(own, sha256)
+        return self._chunk_list(uow, sha256)
+
+    @staticmethod
+    def _chunk_list(uow: UnitOfWork, sha: str) -> list[tuple[str, int]]:
+        rows = uow.run(
+            "SELECT b.size, b.chunk_count, bc.chunk_hash, c.size FROM blobs b"
+            " LEFT JOIN blob_chunks bc ON bc.blob_sha256 = b.sha256"
+            " LEFT JOIN chunks c ON c.hash = bc.chunk_hash"
+            " WHERE b.sha256 = :sha ORDER BY bc.seq",
+            sha=sha,
+        )
+        if not rows:
+            raise NotFound("no such blob", code="blob_not_found")
+        size, count = rows[0][0], rows[0][1]
+        chunks = [(str(r[2]), int(r[3])) for r in rows if r[2] is not None]
+        if len(chunks) != count or sum(n for _, n in chunks) != size:
+            raise StoreIntegrityError(f"blob {sha} has an inconsistent chunk list")
+        return chunks
+
+    def fetch_chunk(self, h: str, size: int | None = None) -> bytes:
+        """One chunk, from the cache or S3, verified against its hash."""
+        if self.cache is not None:
+            cached = self.cache.get(h)
+            if cached is not None:
+                return cached
+        data = self._get_object(chunk_key(h))
+        if _sha256(data) != h or (size is not None and len(data) != size):
+            raise StoreIntegrityError(f"chunk {h} is corrupt in the object store")
+        if self.cache is not None:
+            self.cache.put(h, data)
+        return data
+
+    def read(self, sha256: str, uow: UnitOfWork | None = None) -> bytes:
+        """The whole blob (chunks fetched in parallel). For small files; see iter_chunks."""
+        chunks = self.chunk_list(sha256, uow)
+        return b"".join(self._map(lambda c: self.fetch_chunk(*c), chunks))
+
+    def iter_chunks(self, sha256: str, uow: UnitOfWork | None = None, *,
+                    window: int | None = None) -> Iterator[bytes]:
+        """The blob's chunks in order, with at most ``window`` fetched ahead.
+
+        The chunk list is read now (so :class:`NotFound` is raised by this call); the
+        chunks are fetched while the returned iterator is consumed.
+        """
+        chunks = self.chunk_list(sha256, uow)
+        return self._stream(chunks, window or self.stream_window)
+
+    def _stream(self, chunks: list[tuple[str, int]], window: int) -> Iterator[bytes]:
+        if len(chunks) == 1:
+            yield self.fetch_chunk(*chunks[0])
+            return
+        pool = self._pool()
+        todo = iter(chunks)
+        pending: deque[Future[bytes]] = deque(
+            pool.submit(self.fetch_chunk, *c) for c in itertools.islice(todo, window)
+        )
+        try:
+            while pending:
+                data = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self.fetch_chunk, *nxt))
+                yield data
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def read_manifest(self, sha256: str) -> dict[str, Any]:
+        """The blob's manifest from S3: lets a reader reassemble it without the database."""
+        return parse_manifest(self._get_object(manifest_key(sha256)))
+
+    # -- accounting -------------------------------------------------------------------
+
+    def stats(self, uow: UnitOfWork) -> dict[str, int]:
+        """Store-level numbers; the image service adds users, images and logicalBytes.
+
+        ``storedBytes`` counts live chunks once each (what dedup leaves in S3);
+        ``uniqueBytes`` counts live blobs once each (what whole-file dedup alone would
+        store); ``collectable*`` is what GC will free once the grace period is over.
+        """
+        b = uow.one(
+            "SELECT count(*) FILTER (WHERE refcount > 0) AS blobs,"
+            " coalesce(sum(size) FILTER (WHERE refcount > 0), 0) AS unique_bytes,"
+            " coalesce(sum(refcount), 0) AS blob_refs,"
+            " count(*) FILTER (WHERE refcount = 0) AS collectable_blobs FROM blobs"
+        )
+        c = uow.one(
+            "SELECT count(*) FILTER (WHERE refcount > 0) AS chunks,"
+            " coalesce(sum(size) FILTER (WHERE refcount > 0), 0) AS stored_bytes,"
+            " count(*) FILTER (WHERE refcount = 0) AS collectable_chunks,"
+            " coalesce(sum(size) FILTER (WHERE refcount = 0), 0) AS collectable_bytes FROM chunks"
+        )
+        assert b is not None and c is not None
+        return {
+            "blobs": int(b["blobs"]),
+            "blobReferences": int(b["blob_refs"]),
+            "uniqueBytes": int(b["unique_bytes"]),
+            "chunks": int(c["chunks"]),
+            "storedBytes": int(c["stored_bytes"]),
+            "collectableBlobs": int(b["collectable_blobs"]),
+            "collectableChunks": int(c["collectable_chunks"]),
+            "collectableBytes": int(c["collectable_bytes"]),
+        }
+
+
+@functools.lru_cache(maxsize=1)
+def default_store() -> ChunkStore:
+    """The process-wide store from settings (warm invocations reuse pool and cache)."""
+    s = settings()
+    return ChunkStore(s3.client(), s.bucket, chunker_from_config(s.chunker), shared_cache())
