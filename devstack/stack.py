@@ -54,6 +54,7 @@ class Stack:
         self.gateway: Any = None
         self.runtime: Any = None
         self.events: Any = None
+        self.lambda_api: Any = None
         self._threads: list[threading.Thread] = []
         self.s3_bucket = LOCAL_BUCKET
         self.s3_endpoint = ""
@@ -114,6 +115,8 @@ class Stack:
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "GC_GRACE_SECONDS": env.get("IMAGEREPO_GC_GRACE_SECONDS", "0"),
+            # OneDrive settings (real ones, or the local stand-in's), like --env-vars.
+            **{k: v for k, v in env.items() if k.startswith("ONEDRIVE_") or k == "GRAPH_BASE_URL"},
             **self.extra_env,
         }
         # The runtime process uses the layer too (migrations, admin bootstrap).
@@ -174,6 +177,10 @@ class Stack:
             "DbSecretArn": "", "S3EndpointUrl": self.s3_endpoint,
         })
         self.runtime = LambdaRuntime(template, self.env_overrides)
+        from devstack.lambda_api import start_lambda_api
+
+        # The Lambda Invoke API (like `sam local start-lambda`), for InvocationType=Event.
+        self.lambda_api = start_lambda_api(self.runtime)
         self.gateway = LocalGateway(template, self.runtime)
         self.server = GatewayServer(self.gateway, self.host, self.port)
         self.port = self.server.server_address[1]
@@ -200,6 +207,8 @@ class Stack:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.lambda_api is not None:
+            self.lambda_api.stop()
         if self.runtime is not None:
             self.runtime.shutdown()
         from contextlib import suppress

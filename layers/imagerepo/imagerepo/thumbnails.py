@@ -34,22 +34,33 @@ class Outcome:
     status: str  # done | skipped | failed
 
 
+_CLAIM = (
+    "UPDATE blobs SET thumb_status = 'processing', thumb_attempts = thumb_attempts + 1,"
+    " thumb_updated_at = now()"
+    " WHERE sha256 = :s AND refcount > 0 AND thumb_attempts < :max AND ("
+    "   thumb_status IN ('pending', 'failed')"
+    "   OR (thumb_status = 'processing'"
+    "       AND thumb_updated_at < now() - make_interval(secs => :stale)))"
+    "   AND NOT (thumb_status = 'failed' AND thumb_error LIKE 'invalid:%')"
+    " RETURNING thumb_attempts"
+)
+
+
 def _claim(sha256: str) -> tuple[bool, dict[str, Any] | None]:
+    """(claimed, the row as it is now or None). Each statement has its own snapshot: a
+    row committed between the UPDATE and the SELECT is seen pending, so claim again."""
     with unit_of_work() as uow:
-        row = uow.one(
-            "UPDATE blobs SET thumb_status = 'processing', thumb_attempts = thumb_attempts + 1,"
-            " thumb_updated_at = now()"
-            " WHERE sha256 = :s AND refcount > 0 AND thumb_attempts < :max AND ("
-            "   thumb_status IN ('pending', 'failed')"
-            "   OR (thumb_status = 'processing'"
-            "       AND thumb_updated_at < now() - make_interval(secs => :stale)))"
-            "   AND NOT (thumb_status = 'failed' AND thumb_error LIKE 'invalid:%')"
-            " RETURNING thumb_attempts",
-            s=sha256, max=MAX_ATTEMPTS, stale=STALE_SECONDS)
-        current = row or uow.one("SELECT thumb_status, refcount FROM blobs WHERE sha256 = :s",
-                                 s=sha256)
+        for _ in range(2):
+            row = uow.one(_CLAIM, s=sha256, max=MAX_ATTEMPTS, stale=STALE_SECONDS)
+            if row is not None:
+                uow.commit()
+                return True, row
+            current = uow.one("SELECT thumb_status, refcount, thumb_attempts FROM blobs"
+                              " WHERE sha256 = :s", s=sha256)
+            if current is None or current["thumb_status"] != "pending" or current["refcount"] == 0:
+                break
         uow.commit()
-    return row is not None, current
+    return False, current
 
 
 def _finish(sha256: str, status: str, error: str | None = None) -> None:
