@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
 SAM_VENV := .venv-sam
 
-.PHONY: run test test-unit lint bench build clean setup services
+.PHONY: run test test-unit lint bench build clean setup services onedrive-standin
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -30,6 +30,10 @@ test-unit: $(STAMP)
 
 services: $(STAMP)
 	$(PY) -m devstack services
+
+## make onedrive-standin: a local Microsoft identity platform + Graph (HTTPS) to try the OneDrive flow
+onedrive-standin: $(STAMP)
+	$(PY) -m devstack.onedrive_standin
 
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)
