@@ -268,6 +268,9 @@ class LocalGateway:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one segment: no Nagle / delayed-ACK stall on keep-alive.
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
     server: GatewayServer
 
     def _read_body(self) -> bytes | None:

@@ -17,7 +17,7 @@ app = make_app()
 
 
 @app.delete("/images/<id>")
-def delete_image(id: str) -> Any:  # noqa: A002 - the route's parameter name
+def delete_image(id: str) -> Any:
     images.delete(path_id(app), require_caller(app))
     return Response(status_code=204, body="")
 

@@ -28,7 +28,7 @@ app = make_app()
 
 
 @app.get("/images/<id>")
-def get_image(id: str) -> Any:  # noqa: A002 - the route's parameter name
+def get_image(id: str) -> Any:
     image = images.get(path_id(app))
     images.require_view(image, caller(app), query(app, "accessKey") or query(app, "accesskey"))
     etag = f'"{image.sha256}"'

@@ -16,7 +16,7 @@ app = make_app()
 
 
 @app.get("/images/<id>/info")
-def image_info(id: str) -> Any:  # noqa: A002 - the route's parameter name
+def image_info(id: str) -> Any:
     who = caller(app)
     image = images.get(path_id(app))
     images.require_view(image, who, query(app, "accessKey") or query(app, "accesskey"))

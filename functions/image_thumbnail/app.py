@@ -26,7 +26,7 @@ app = make_app()
 
 
 @app.get("/images/<id>/thumbnail")
-def get_thumbnail(id: str) -> Any:  # noqa: A002 - the route's parameter name
+def get_thumbnail(id: str) -> Any:
     image = images.get(path_id(app))
     images.require_view(image, caller(app), query(app, "accessKey") or query(app, "accesskey"))
     size = query(app, "size") or "small"

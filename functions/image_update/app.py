@@ -16,7 +16,7 @@ app = make_app()
 
 
 @app.put("/images/<id>")
-def update_image(id: str) -> Any:  # noqa: A002 - the route's parameter name
+def update_image(id: str) -> Any:
     who = require_caller(app)
     image, access_key = images.update(path_id(app), who, json_body(app))
     return image.to_json(who, access_key=access_key)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 
 from imagerepo import images
-from imagerepo.api import caller, logger, make_app, page_json, paging, query
+from imagerepo.api import caller, logger, make_app, paging, query
 from imagerepo.errors import BadRequest, Unauthorized
 
 if TYPE_CHECKING:
@@ -26,8 +26,9 @@ def list_images() -> Any:
     if owner == "me" and who is None:
         raise Unauthorized("owner=me needs a bearer token", code="unauthorized")
     group_id = images.parse_group_id(query(app, "groupId"))
-    found, total = images.list_visible(who, page, size, group_id=group_id, only_mine=owner == "me")
-    return page_json([i.to_json(who) for i in found], page, size, total)
+    found, window = images.list_window(who, page, size, group_id=group_id, only_mine=owner == "me",
+                                       cursor=query(app, "cursor"))
+    return window.to_json([i.to_json(who) for i in found])
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

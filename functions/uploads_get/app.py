@@ -16,7 +16,7 @@ app = make_app()
 
 
 @app.get("/uploads/<id>")
-def get_upload(id: str) -> Any:  # noqa: A002 - the route's parameter name
+def get_upload(id: str) -> Any:
     return uploads.status(id, require_caller(app))
 
 

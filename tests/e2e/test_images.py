@@ -381,3 +381,20 @@ def test_object_store_failure_mid_upload(stack: Any, user: tuple[Api, dict[str, 
     assert _db("SELECT count(*) FROM blobs WHERE sha256 = :s", s=sha) == [[0]]
     assert admin.post("/admin/gc").status_code == 200
     assert _storage_snapshot(stack) == before
+
+
+def test_list_cursor_walk_matches_pages(user: tuple[Api, dict[str, Any]], upload: Upload) -> None:
+    api, _ = user
+    ids = [upload(api)["id"] for _ in range(5)]
+    by_page = []
+    for page in (1, 2, 3):
+        by_page += [i["id"] for i in api.get(f"/images?owner=me&pageSize=2&page={page}").json()["items"]]
+    by_cursor, cursor = [], ""
+    while True:
+        body = api.get(f"/images?owner=me&pageSize=2{cursor}").json()
+        by_cursor += [i["id"] for i in body["items"]]
+        if not body["nextCursor"]:
+            break
+        cursor = f"&cursor={body['nextCursor']}"
+    assert by_page == by_cursor == sorted(ids, reverse=True)
+    _error(api.get("/images?cursor=garbage"), 400, "invalid_cursor")

@@ -6,6 +6,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import pytest
+
 from imagerepo.chunking import (
     DEFAULT_CHUNKER_SPEC,
     GEAR,

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from PIL import Image, ImageCms, ImageDraw, ImageOps, JpegImagePlugin
+
 from imagerepo.errors import BadRequest, UnsupportedMediaType
 from imagerepo.imaging import (
     SUPPORTED_FORMATS,
@@ -24,7 +26,6 @@ from imagerepo.imaging import (
     inspect_image,
     render_thumbnails,
 )
-from PIL import Image, ImageCms, ImageDraw, ImageOps, JpegImagePlugin
 
 MAX_PIXELS = 50_000_000
 SMALL_PX = 250

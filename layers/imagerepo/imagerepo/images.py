@@ -314,25 +314,16 @@ def visibility_clause(who: Principal | None) -> tuple[str, dict[str, Any]]:
     return "NOT i.is_private", {}
 
 
-def list_visible(who: Principal | None, page: int, page_size: int, *, group_id: int | None = None,
-                 only_mine: bool = False) -> tuple[list[Image], int]:
-    where, params = visibility_clause(who)
-    clauses = [where]
-    if only_mine:
-        assert who is not None
-        clauses.append("i.owner_id = :me")
-        params["me"] = who.user_id
-    if group_id is not None:
-        clauses.append("i.group_id = :grp")
-        params["grp"] = group_id
-    condition = " AND ".join(clauses)
+def list_window(who: Principal | None, page: int, page_size: int, *, group_id: int | None = None,
+                only_mine: bool = False, cursor: str | None = None) -> tuple[list[Image], Any]:
+    """A page of visible images and its listing.Window (totals, nextCursor): counters and rank
+    blocks instead of count(*) and OFFSET, see imagerepo.listing."""
+    from imagerepo import listing  # listing builds on this module
+
     with unit_of_work() as uow:
-        total = int(uow.scalar(f"SELECT count(*) FROM images i WHERE {condition}", **params))
-        rows = uow.rows(
-            f"SELECT {_COLUMNS} FROM {_FROM} WHERE {condition}"
-            " ORDER BY i.created_at DESC, i.id DESC LIMIT :limit OFFSET :offset",
-            limit=page_size, offset=(page - 1) * page_size, **params)
-    return [Image.from_row(r) for r in rows], total
+        listing.read_only(uow)
+        return listing.images_window(uow, who, page, page_size, group_id=group_id,
+                                     only_mine=only_mine, cursor=cursor)
 
 
 def stats() -> dict[str, Any]:

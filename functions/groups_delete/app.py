@@ -1,0 +1,35 @@
+"""DELETE /groups/{id} (admin): 204; 409 group_not_empty unless ?force=true, which ungroups the images."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from imagerepo import groups
+from imagerepo.api import logger, make_app, path_id, query, require_admin
+from imagerepo.errors import BadRequest
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_app()
+
+
+@app.delete("/groups/<id>")
+def delete_group(id: str) -> Any:
+    who = require_admin(app)
+    force = (query(app, "force") or "false").lower()
+    if force not in ("true", "false", "1", "0"):
+        raise BadRequest("force must be true or false", code="invalid_force")
+    group_id = path_id(app)
+    moved = groups.delete(group_id, force=force in ("true", "1"))
+    logger.info("group deleted", extra={"group_id": group_id, "admin_id": who.user_id,
+                                        "ungrouped": moved})
+    return Response(status_code=204, body="")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,25 @@
+"""GET /groups/{id}: one group, with the caller's imageCount and cover."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from imagerepo import groups
+from imagerepo.api import caller, logger, make_app, path_id
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_app()
+
+
+@app.get("/groups/<id>")
+def get_group(id: str) -> Any:
+    return groups.get(path_id(app), caller(app))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
