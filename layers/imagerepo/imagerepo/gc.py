@@ -56,6 +56,7 @@ class GcResult:
     freed_bytes: int = 0
     orphans_removed: int = 0
     orphans_skipped: int = 0  # claims that timed out behind an in-flight upload
+    expired_objects: int = 0  # incoming/ and materialized/ objects past their lifetime
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -64,6 +65,7 @@ class GcResult:
             "freedBytes": self.freed_bytes,
             "orphansRemoved": self.orphans_removed,
             "orphansSkipped": self.orphans_skipped,
+            "expiredObjects": self.expired_objects,
         }
 
     def add(self, other: GcResult) -> None:
@@ -84,7 +86,22 @@ def collect(grace_seconds: int, *, store: ChunkStore | None = None, batch: int =
         pass
     if sweep_orphans:
         _sweep_orphans(store, grace_seconds, result)
+        result.expired_objects = expire_transient(store)
     return result
+
+
+# What the bucket's lifecycle rules expire in AWS (template.yaml); S3-compatible servers
+# without lifecycle support get the same from here.
+TRANSIENT_PREFIXES = ("incoming/", "materialized/")
+TRANSIENT_MAX_AGE = timedelta(days=1)
+
+
+def expire_transient(store: ChunkStore, max_age: timedelta = TRANSIENT_MAX_AGE) -> int:
+    """Delete abandoned large uploads and stale materialized copies."""
+    cutoff = datetime.now(UTC) - max_age
+    old = [o["Key"] for prefix in TRANSIENT_PREFIXES for page in store.list_objects(prefix)
+           for o in page if _as_utc(o["LastModified"]) < cutoff]
+    return store.delete_objects(old) if old else 0
 
 
 def _collect_blobs(store: ChunkStore, grace: int, batch: int, result: GcResult) -> int:
