@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -571,3 +571,25 @@ def default_store() -> ChunkStore:
     """The process-wide store from settings (warm invocations reuse pool and cache)."""
     s = settings()
     return ChunkStore(s3.client(), s.bucket, chunker_from_config(s.chunker), shared_cache())
+
+
+class _Unclosable:
+    def __init__(self, fp: IO[bytes]) -> None:
+        self._fp = fp
+
+    def read(self, n: int = -1) -> bytes:
+        return self._fp.read(n)
+
+    def close(self) -> None:
+        pass
+
+
+def rewinding(spool: IO[bytes]) -> Callable[[], Readable]:
+    """An ``open_source`` for :meth:`ChunkStore.put_stream` over a seekable spool file:
+    each call rewinds it; the store's close() leaves it open for the caller."""
+
+    def open_source() -> Readable:
+        spool.seek(0)
+        return _Unclosable(spool)
+
+    return open_source

@@ -19,10 +19,10 @@ import pg8000.exceptions
 from imagerepo import listing
 from imagerepo.db import UnitOfWork, unit_of_work
 from imagerepo.errors import BadRequest, Conflict, NotFound
+from imagerepo.images import parse_description
 from imagerepo.security import Principal
 
 MAX_NAME = 100
-MAX_DESCRIPTION = 2000
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,6 @@ def parse_name(value: Any) -> str:
     if not 1 <= len(name) <= MAX_NAME or any(unicodedata.category(ch)[0] == "C" for ch in name):
         raise BadRequest(f"name must be 1-{MAX_NAME} printable characters", code="invalid_field")
     return name
-
-
-def parse_description(value: Any) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        raise BadRequest(f"description must be a string of at most {MAX_DESCRIPTION} characters",
-                         code="invalid_field")
-    return value
 
 
 def _name_taken(exc: pg8000.exceptions.DatabaseError) -> bool:

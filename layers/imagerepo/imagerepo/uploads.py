@@ -17,7 +17,7 @@ from typing import IO, Any, BinaryIO, cast
 
 from imagerepo import images, imaging
 from imagerepo.api import logger
-from imagerepo.chunkstore import default_store
+from imagerepo.chunkstore import default_store, rewinding
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
 from imagerepo.errors import AppError, BadRequest, NotFound
@@ -166,12 +166,8 @@ def ingest(upload_id: str) -> str:
                                          max_pixels=settings().max_image_pixels)
             size = spool.seek(0, 2)
 
-            def open_source() -> _Unclosable:
-                spool.seek(0)
-                return _Unclosable(spool)
-
             with unit_of_work() as uow:
-                blob = store.put_stream(uow, open_source)
+                blob = store.put_stream(uow, rewinding(spool))
                 image_id = images.insert(uow, images.Record(
                     owner_id=job["owner_id"], sha256=blob.sha256, name=job["file_name"],
                     description=job["description"], is_private=job["is_private"],
@@ -204,15 +200,3 @@ def _retry_or_fail(upload_id: str, job: dict[str, Any], exc: Exception) -> None:
     else:
         _finish(upload_id, "pending")
 
-
-class _Unclosable:
-    """The spool handed to the chunk store, which closes its source when done."""
-
-    def __init__(self, fp: IO[bytes]) -> None:
-        self._fp = fp
-
-    def read(self, n: int = -1) -> bytes:
-        return self._fp.read(n)
-
-    def close(self) -> None:
-        pass

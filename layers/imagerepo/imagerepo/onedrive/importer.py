@@ -30,7 +30,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import boto3
 import pg8000.exceptions
@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from imagerepo import images, imaging, users
 from imagerepo.api import logger
-from imagerepo.chunkstore import default_store
+from imagerepo.chunkstore import default_store, rewinding
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
 from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError
@@ -339,18 +339,6 @@ def _existing_image(ref: str) -> int | None:
     return int(found) if found is not None else None
 
 
-class _Unclosable:
-    """The spool handed to the chunk store, which closes its source when done."""
-
-    def __init__(self, fp: IO[bytes]) -> None:
-        self._fp = fp
-
-    def read(self, n: int = -1) -> bytes:
-        return self._fp.read(n)
-
-    def close(self) -> None:
-        pass
-
 
 @contextmanager
 def _spool() -> Iterator[BinaryIO]:
@@ -392,13 +380,9 @@ def _import_one(job: dict[str, Any], item: dict[str, Any], graph: GraphClient, o
             _finish_item(item_id, "skipped", f"not an importable image: {exc.message}")
             return
 
-        def open_source() -> _Unclosable:
-            spool.seek(0)
-            return _Unclosable(spool)
-
         try:
             with unit_of_work() as uow:
-                blob = default_store().put_stream(uow, open_source)
+                blob = default_store().put_stream(uow, rewinding(spool))
                 image_id = images.insert(uow, images.Record(
                     owner_id=owner.user_id, sha256=blob.sha256,
                     name=images.sanitize_filename(item["name"]), description="",
