@@ -242,3 +242,13 @@ def test_sweep_redrives_pending(stack: Any, user: tuple[Api, dict[str, Any]], up
     result = stack.runtime.invoke("ThumbnailerFunction", {"source": "aws.events", "detail": {}})
     assert "done" in result["swept"]
     assert _thumb_status(sha) == "ready"
+
+
+def test_abandoned_upload_reports_failed_after_expiry(user: tuple[Api, dict[str, Any]]) -> None:
+    api, _ = user
+    ticket = api.post("/uploads", json={"fileName": "a.png", "contentType": "image/png", "size": 10}).json()
+    _db("UPDATE uploads SET expires_at = now() - interval '1 hour' WHERE id = CAST(:id AS uuid)",
+        id=ticket["uploadId"])
+    assert api.get(f"/uploads/{ticket['uploadId']}").json() == {
+        "uploadId": ticket["uploadId"], "status": "failed",
+        "error": "no file was uploaded before the upload URL expired"}

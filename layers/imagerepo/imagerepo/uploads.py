@@ -106,10 +106,14 @@ def status(upload_id: str, who: Principal) -> dict[str, Any]:
     except ValueError as exc:
         raise NotFound("upload not found", code="upload_not_found") from exc
     with unit_of_work() as uow:
-        row = uow.one("SELECT owner_id, status, image_id, error FROM uploads"
-                      " WHERE id = CAST(:id AS uuid)", id=upload_id)
+        row = uow.one("SELECT owner_id, status, image_id, error,"
+                      " (status = 'pending' AND expires_at < now() - interval '5 minutes') AS expired"
+                      " FROM uploads WHERE id = CAST(:id AS uuid)", id=upload_id)
     if row is None or (row["owner_id"] != who.user_id and not who.is_admin):
         raise NotFound("upload not found", code="upload_not_found")
+    if row["expired"]:  # the presigned POST expired and no file ever arrived
+        return {"uploadId": upload_id, "status": "failed",
+                "error": "no file was uploaded before the upload URL expired"}
     body: dict[str, Any] = {"uploadId": upload_id, "status": row["status"]}
     if row["image_id"] is not None:
         body["imageId"] = row["image_id"]
