@@ -119,3 +119,23 @@ def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.2) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+def assert_error(r: requests.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is ``status`` with the API's JSON error body (and ``code`` when given)."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
+    if code:
+        assert body["error"]["code"] == code, body
+    return dict(body["error"])
+
+
+def db(sql: str, **params: Any) -> list[list[Any]]:
+    """Run SQL on the test stack's database (committed)."""
+    from imagerepo.db import unit_of_work
+
+    with unit_of_work() as uow:
+        rows = uow.run(sql, **params)
+        uow.commit()
+    return rows

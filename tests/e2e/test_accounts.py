@@ -9,16 +9,10 @@ import jwt
 import pytest
 
 from tests.helpers import Api, register_and_login, unique
+from tests.helpers import assert_error as _error
 
 pytestmark = pytest.mark.e2e
 
-
-def _error(r: Any, status: int, code: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
-    if code:
-        assert body["error"]["code"] == code
 
 
 def test_health(base_url: str) -> None:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.e2e.conftest import Upload, make_jpeg
 from tests.helpers import Api, register_and_login, unique, wait_for
+from tests.helpers import assert_error as _error
+from tests.helpers import db as _db
 
 pytestmark = pytest.mark.e2e
 
@@ -20,22 +22,6 @@ GROUP_KEYS = {"id", "name", "description", "imageCount", "cover", "createdAt"}
 PAGE_KEYS = {"items", "page", "pageSize", "total", "totalPages", "nextCursor"}
 
 
-def _error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    if code:
-        assert body["error"]["code"] == code, body
-    return dict(body["error"])
-
-
-def _db(sql: str, **params: Any) -> list[list[Any]]:
-    from imagerepo.db import unit_of_work
-
-    with unit_of_work() as uow:
-        rows = uow.run(sql, **params)
-        uow.commit()
-    return rows
 
 
 def _new_group(admin: Api, name: str | None = None, description: str = "") -> dict[str, Any]:

@@ -16,26 +16,12 @@ from PIL import Image
 
 from tests.e2e.conftest import Upload, make_jpeg, make_png
 from tests.helpers import Api
+from tests.helpers import assert_error as _error
+from tests.helpers import db as _db
 
 pytestmark = pytest.mark.e2e
 
 
-def _error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    if code:
-        assert body["error"]["code"] == code, body
-    return dict(body["error"])
-
-
-def _db(sql: str, **params: Any) -> list[list[Any]]:
-    from imagerepo.db import unit_of_work
-
-    with unit_of_work() as uow:
-        rows = uow.run(sql, **params)
-        uow.commit()
-    return rows
 
 
 def _chunk_hashes(sha: str) -> set[str]:

@@ -14,17 +14,10 @@ from PIL import Image
 
 from tests.e2e.conftest import Upload, make_jpeg
 from tests.helpers import Api, wait_for
+from tests.helpers import db as _db
 
 pytestmark = pytest.mark.e2e
 
-
-def _db(sql: str, **params: Any) -> list[list[Any]]:
-    from imagerepo.db import unit_of_work
-
-    with unit_of_work() as uow:
-        rows = uow.run(sql, **params)
-        uow.commit()
-    return rows
 
 
 def _thumb_status(sha: str) -> str | None:
