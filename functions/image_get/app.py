@@ -10,6 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from imagerepo import downloads, images
 from imagerepo.api import (
+    access_key,
     binary_response,
     caller,
     etag_matches,
@@ -17,7 +18,6 @@ from imagerepo.api import (
     make_app,
     not_modified,
     path_id,
-    query,
 )
 from imagerepo.config import settings
 
@@ -29,8 +29,7 @@ app = make_app()
 
 @app.get("/images/<id>")
 def get_image(id: str) -> Any:
-    image = images.get(path_id(app))
-    images.require_view(image, caller(app), query(app, "accessKey") or query(app, "accesskey"))
+    image = images.get_visible(path_id(app), caller(app), access_key(app))
     etag = f'"{image.sha256}"'
     cache = "private, max-age=0, must-revalidate" if image.is_private else "public, max-age=3600"
     if etag_matches(app, etag):

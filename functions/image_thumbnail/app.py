@@ -8,6 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from imagerepo import images, thumbnails
 from imagerepo.api import (
+    access_key,
     binary_response,
     caller,
     etag_matches,
@@ -27,8 +28,7 @@ app = make_app()
 
 @app.get("/images/<id>/thumbnail")
 def get_thumbnail(id: str) -> Any:
-    image = images.get(path_id(app))
-    images.require_view(image, caller(app), query(app, "accessKey") or query(app, "accesskey"))
+    image = images.get_visible(path_id(app), caller(app), access_key(app))
     size = query(app, "size") or "small"
     if size not in thumbnails.SIZES:
         raise BadRequest("size must be small or preview", code="invalid_size")

@@ -84,6 +84,11 @@ def require_admin(app: APIGatewayHttpResolver) -> Principal:
     return principal
 
 
+def access_key(app: APIGatewayHttpResolver) -> str | None:
+    """A private image's key from the query (``accessKey``, or the original API's ``accesskey``)."""
+    return query(app, "accessKey") or query(app, "accesskey")
+
+
 def json_body(app: APIGatewayHttpResolver) -> dict[str, Any]:
     raw = app.current_event.decoded_body or ""
     if len(raw) > MAX_JSON_BODY:

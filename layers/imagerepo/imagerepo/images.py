@@ -184,6 +184,12 @@ def require_view(image: Image, who: Principal | None, access_key: str | None) ->
                         code="private_image")
 
 
+def get_visible(image_id: int, who: Principal | None, access_key: str | None) -> Image:
+    image = get(image_id)
+    require_view(image, who, access_key)
+    return image
+
+
 def require_manage(image: Image, who: Principal) -> None:
     if not (image.is_owned_by(who) or who.is_admin):
         raise Forbidden("only the owner or an admin may change this image", code="not_owner")
