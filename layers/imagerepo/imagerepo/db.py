@@ -118,6 +118,12 @@ def _rollback(con: pg8000.native.Connection) -> None:
         discard_connection()
 
 
+def unique_violation(exc: pg8000.exceptions.DatabaseError) -> str | None:
+    """The constraint a unique violation (SQLSTATE 23505) names, else None."""
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(info.get("n")) if info.get("C") == "23505" else None
+
+
 def ping() -> None:
     with unit_of_work() as uow:
         uow.scalar("SELECT 1")

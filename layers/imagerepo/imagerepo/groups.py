@@ -17,7 +17,7 @@ from typing import Any
 import pg8000.exceptions
 
 from imagerepo import listing
-from imagerepo.db import UnitOfWork, unit_of_work
+from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
 from imagerepo.errors import BadRequest, Conflict, NotFound
 from imagerepo.images import parse_description
 from imagerepo.security import Principal
@@ -50,8 +50,7 @@ def parse_name(value: Any) -> str:
 
 
 def _name_taken(exc: pg8000.exceptions.DatabaseError) -> bool:
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return info.get("C") == "23505" and info.get("n") == "groups_name_key"
+    return unique_violation(exc) == "groups_name_key"
 
 
 def _load(uow: UnitOfWork, group_id: int, *, for_update: bool = False) -> Group:

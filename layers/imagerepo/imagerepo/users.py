@@ -8,7 +8,7 @@ from typing import Any
 
 import pg8000.exceptions
 
-from imagerepo.db import UnitOfWork, unit_of_work
+from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
 from imagerepo.errors import BadRequest, Conflict, NotFound, Unauthorized
 from imagerepo.security import Principal, dummy_hash, hash_secret, verify_secret
 
@@ -48,11 +48,6 @@ def validate_registration(name: Any, email: Any, password: Any) -> tuple[str, st
     return name.strip(), email.strip().lower(), password
 
 
-def _unique_violation(exc: pg8000.exceptions.DatabaseError) -> str | None:
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return str(info.get("n")) if info.get("C") == "23505" else None
-
-
 def register(name: Any, email: Any, password: Any, role: str = "user") -> User:
     name, email, password = validate_registration(name, email, password)
     password_hash = hash_secret(password)
@@ -65,7 +60,7 @@ def register(name: Any, email: Any, password: Any, role: str = "user") -> User:
             )
             uow.commit()
     except pg8000.exceptions.DatabaseError as exc:
-        constraint = _unique_violation(exc)
+        constraint = unique_violation(exc)
         if constraint == "users_name_key":
             raise Conflict("that name is taken", code="name_taken") from exc
         if constraint == "users_email_key":

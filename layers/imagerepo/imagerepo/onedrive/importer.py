@@ -41,7 +41,7 @@ from imagerepo import images, imaging, users
 from imagerepo.api import logger
 from imagerepo.chunkstore import default_store, rewinding
 from imagerepo.config import settings
-from imagerepo.db import UnitOfWork, unit_of_work
+from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
 from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.config import onedrive_settings
@@ -347,8 +347,7 @@ def _spool() -> Iterator[BinaryIO]:
 
 
 def _is_source_conflict(exc: pg8000.exceptions.DatabaseError) -> bool:
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return info.get("C") == "23505" and info.get("n") == "images_source_key"
+    return unique_violation(exc) == "images_source_key"
 
 
 def _import_one(job: dict[str, Any], item: dict[str, Any], graph: GraphClient, owner: Principal) -> None:
