@@ -12,6 +12,7 @@ from imagerepo import downloads, images
 from imagerepo.api import (
     access_key,
     binary_response,
+    cache_control,
     caller,
     etag_matches,
     logger,
@@ -31,7 +32,7 @@ app = make_app()
 def get_image(id: str) -> Any:
     image = images.get_visible(path_id(app), caller(app), access_key(app))
     etag = f'"{image.sha256}"'
-    cache = "private, max-age=0, must-revalidate" if image.is_private else "public, max-age=3600"
+    cache = cache_control(image.is_private, public_max_age=3600)
     if etag_matches(app, etag):
         return not_modified(etag, cache)
     if image.size > settings().max_response_bytes:

@@ -10,6 +10,7 @@ from imagerepo import images, thumbnails
 from imagerepo.api import (
     access_key,
     binary_response,
+    cache_control,
     caller,
     etag_matches,
     logger,
@@ -33,7 +34,7 @@ def get_thumbnail(id: str) -> Any:
     if size not in thumbnails.SIZES:
         raise BadRequest("size must be small or preview", code="invalid_size")
     etag = f'"{image.sha256}-{size}"'
-    cache = "private, max-age=0, must-revalidate" if image.is_private else "public, max-age=86400"
+    cache = cache_control(image.is_private, public_max_age=86400)
     if etag_matches(app, etag) and image.thumb_status == "ready":
         return not_modified(etag, cache)
     data = thumbnails.read(image.sha256, size, image.thumb_status)

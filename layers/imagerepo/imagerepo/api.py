@@ -152,6 +152,11 @@ def content_disposition(filename: str) -> str:
     return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(filename)}"
 
 
+def cache_control(is_private: bool, public_max_age: int) -> str:
+    """Shared caches may keep public images; private ones are revalidated (ETag) every time."""
+    return "private, max-age=0, must-revalidate" if is_private else f"public, max-age={public_max_age}"
+
+
 def binary_response(data: bytes, *, content_type: str, etag: str, cache_control: str,
                     filename: str | None = None) -> Response:
     headers = {"ETag": etag, "Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
