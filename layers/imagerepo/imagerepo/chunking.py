@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from operator import length_hint
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -78,17 +79,17 @@ class Chunker(Protocol):
         ...
 
 
-class _BufferedChunker:
+class _BufferedChunker(ABC):
     """Shared driver: the subclass only decides where the next cut is."""
 
     max_size: int
 
+    @abstractmethod
     def _cut(self, buf: Buffer, start: int, end: int) -> int:
         """Length of the chunk starting at ``start``.
 
         ``buf[start:end]`` holds at least ``max_size`` bytes, or all that is left.
         """
-        raise NotImplementedError
 
     def split_bytes(self, data: Buffer) -> Iterator[bytes]:
         view = memoryview(data).cast("B")
