@@ -1,5 +1,6 @@
 # The two commands: `make run` and `make test`. Both set up what they need first.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.13, as Lambda's python3.13 runtime: python3.13 on PATH, else pyenv's newest 3.13.
+PYTHON ?= $(firstword $(foreach p,$(shell command -v python3.13 2>/dev/null) $(shell ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null | sort -rV),$(shell $(p) -c 'import sys; print("$(p)" if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)))
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
@@ -8,10 +9,12 @@ SAM_VENV := .venv-sam
 .PHONY: run test test-unit lint bench build clean setup services onedrive-standin
 
 $(STAMP):
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required (Lambda python3.13): install python3.13 (e.g. 'pyenv install 3.13' or your OS package) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 13) else "Python 3.13 is required, $(PYTHON) is " + sys.version.split()[0])'
+	@test -x $(PY) && $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m devstack.pgbinaries $(VENV)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

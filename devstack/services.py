@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import logging
 import os
 import pwd
@@ -126,13 +125,12 @@ def _allow_traverse(path: Path) -> None:
 
 
 def find_pg_bindir() -> Path:
-    """IMAGEREPO_PG_BINDIR, else the pgserver wheel's binaries, else the system's."""
+    """IMAGEREPO_PG_BINDIR, else the pgserver binaries unpacked into the venv
+    (devstack/pgbinaries.py), else the system's."""
     candidates: list[Path] = []
     if os.environ.get("IMAGEREPO_PG_BINDIR"):
         candidates.append(Path(os.environ["IMAGEREPO_PG_BINDIR"]))
-    spec = importlib.util.find_spec("pgserver")  # located, not imported (its import has side effects)
-    if spec is not None and spec.origin:
-        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    candidates.append(Path(sys.prefix, "pgserver", "pgserver", "pginstall", "bin"))
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
@@ -145,7 +143,7 @@ def find_pg_bindir() -> Path:
         if (c / "initdb").exists() and (c / "postgres").exists():
             return c
     raise RuntimeError(
-        "no Postgres binaries found: install the 'pgserver' wheel (make does) "
+        "no Postgres binaries found: run 'python -m devstack.pgbinaries .venv' (make does) "
         "or set IMAGEREPO_PG_BINDIR"
     )
 

@@ -45,7 +45,7 @@ def test_every_function_has_its_own_code_and_sample_event_format() -> None:
 
 def test_template_shape() -> None:
     raw = (ROOT / "template.yaml").read_text()
-    assert "Runtime: python3.11" in raw
+    assert "Runtime: python3.13" in raw
     assert re.search(r"EnableSimpleResponses: true", raw)
     assert "AuthorizerPayloadFormatVersion: \"2.0\"" in raw
     env = Template(ROOT / "template.yaml").globals["Environment"]["Variables"]
