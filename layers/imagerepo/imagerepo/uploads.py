@@ -135,6 +135,13 @@ def _claim(upload_id: str) -> dict[str, Any] | None:
     return row
 
 
+def _settled(upload_id: str) -> bool:
+    """The upload is ready or failed, or there is no such upload: its incoming object is garbage."""
+    with unit_of_work() as uow:
+        current = uow.scalar("SELECT status FROM uploads WHERE id = CAST(:id AS uuid)", id=upload_id)
+    return current is None or current in ("ready", "failed")
+
+
 def _finish(upload_id: str, status: str, *, error: str | None = None) -> None:
     with unit_of_work() as uow:
         uow.run("UPDATE uploads SET status = :st, error = :err, updated_at = now()"
@@ -161,8 +168,9 @@ def ingest(upload_id: str) -> str:
     key = INCOMING + upload_id
     store = default_store()
     job = _claim(upload_id)
-    if job is None:  # a duplicate or late event, or an unknown key: just make sure it's gone
-        store.delete_objects([key])
+    if job is None:  # a duplicate, concurrent or late event, or an unknown key
+        if _settled(upload_id):  # never the object of an upload still pending or processing
+            store.delete_objects([key])
         return "skipped"
     try:
         with _spool(key, int(job["size"])) as spool:
