@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from imagerepo.api import logger
 from imagerepo.onedrive import msal_auth
-from imagerepo.onedrive.web import make_onedrive_app
+from imagerepo.onedrive.web import make_onedrive_app, request_cookies
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,7 +24,7 @@ app = make_onedrive_app()
 @app.get("/admin/onedrive/callback")
 def callback() -> Any:
     params = dict(app.current_event.query_string_parameters or {})
-    conn = msal_auth.complete_connect(params)
+    conn = msal_auth.complete_connect(params, request_cookies(app))
     logger.info("onedrive connected", extra={"admin_id": conn.admin_id})
     return {"connected": True, "account": conn.account_json()}
 

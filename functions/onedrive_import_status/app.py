@@ -18,8 +18,7 @@ app = make_onedrive_app()
 
 @app.get("/admin/onedrive/import/<jobId>")
 def job_status(jobId: str) -> Any:
-    require_admin(app)
-    return importer.status(jobId)
+    return importer.status(jobId, require_admin(app))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
