@@ -1,4 +1,6 @@
-"""S3 ObjectCreated on incoming/: stream the large upload through the chunk store into an image."""
+"""S3 ObjectCreated on incoming/: stream the large upload through the chunk store into an image.
+
+On its schedule: re-drive uploads whose event was lost or whose ingest died (uploads.sweep)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
 @logger.inject_lambda_context
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+    if "Records" not in event.raw_event:  # the schedule: re-drive uploads left behind
+        return {"swept": uploads.sweep()}
     outcomes = {}
     for record in event.records:
         key = urllib.parse.unquote_plus(record.s3.get_object.key)

@@ -221,6 +221,10 @@ class ChunkStore:
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store PUT {key} failed: {exc}") from exc
 
+    def exists(self, key: str) -> bool:
+        """HEAD ``key``: False when absent; other failures are an UpstreamError."""
+        return self._exists(key)
+
     def _exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
