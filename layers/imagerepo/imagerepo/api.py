@@ -36,7 +36,7 @@ def _check_parameters(app: APIGatewayHttpResolver, next_middleware: Any) -> Resp
     """Edge check on every route: query and path parameters are clean, bounded text."""
     event = app.current_event
     inputs.check_params(event.query_string_parameters, "query")
-    inputs.check_params(event.path_parameters, "path")
+    inputs.check_params(event.path_parameters, "path", percent_encoded=True)
     return next_middleware(app)
 
 

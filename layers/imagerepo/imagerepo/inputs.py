@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from typing import Any
 
 from imagerepo.errors import BadRequest
@@ -117,9 +118,19 @@ def parse_json_object(data: bytes, *, max_bytes: int) -> dict[str, Any]:
     return body
 
 
-def check_params(params: dict[str, str] | None, kind: str) -> None:
-    """Every query or path parameter: clean text without any control character, bounded."""
+def check_params(params: dict[str, str] | None, kind: str, *, percent_encoded: bool = False) -> None:
+    """Every query or path parameter: clean text without any control character, bounded.
+
+    ``percent_encoded``: the values may still be percent-encoded (path parameters are
+    cut from the raw path), so their decoded form is checked too."""
     for name, value in (params or {}).items():
+        if percent_encoded and "%" in value:
+            try:
+                decoded = urllib.parse.unquote(value, errors="strict")
+            except UnicodeDecodeError as exc:
+                raise BadRequest(f"{kind} parameter {name!r} is not valid UTF-8",
+                                 code="invalid_encoding") from exc
+            check_params({name: decoded}, kind)
         check_text(name, f"a {kind} parameter name", max_chars=256)
         check_text(value, f"{kind} parameter {name!r}", max_chars=MAX_PARAM_CHARS)
         if any(ch in value for ch in "\t\r\n"):
