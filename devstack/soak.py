@@ -158,7 +158,8 @@ class Client:
             return
         r = self.call("GET /images/{id}/info", "GET", f"/images/{image_id}/info", (200,))
         if r.status_code == 200 and r.json()["sha256"] != self.images.get(image_id):
-            self.stats.wrong_answer(f"image {image_id}: info names another sha256")
+            self.stats.wrong_answer(f"image {image_id}: info names another sha256"
+                                    f" (answered for image {r.json()['id']})")
 
     def thumbnail(self) -> None:
         image_id = self._some_image()
@@ -194,7 +195,8 @@ class Client:
         if r.status_code == 204:
             after = self.call("GET /images/{id}/info", "GET", f"/images/{image_id}/info", (404,))
             if after.status_code != 404:
-                self.stats.wrong_answer(f"image {image_id} answered {after.status_code} after its delete")
+                self.stats.wrong_answer(f"image {image_id} answered {after.status_code} after its delete:"
+                                        f" {after.text[:80]}")
 
     def peek_private(self) -> None:
         with self.stats.lock:
