@@ -74,7 +74,10 @@ def _run(base_url: str, token: str, label: str) -> Counter[str]:
     for operation in operations:
         settings(max_examples=per_operation, deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))(given(case=operation.as_strategy())(probe))()
-    statuses = Counter(key.rsplit(" ", 1)[1] for key in sent if key != "total")
+    statuses: Counter[str] = Counter()
+    for key, count in sent.items():
+        if key != "total":
+            statuses[key.rsplit(" ", 1)[1]] += count
     print(f"schemathesis {label}: {sent['total']} requests over {len(operations)} operations,"
           f" status classes {dict(sorted(statuses.items()))}, {len(failures)} failing")
     distinct = sorted(set(failures))
