@@ -231,3 +231,29 @@ def test_register_refuses_common_passwords(base_url: str) -> None:
                                                   "password": password})
         assert_error(r, 400, "common_password")
     assert db("SELECT count(*) FROM users WHERE name = :n", n=name) == [[0]]
+
+
+def test_functions_refuse_an_expired_token_whatever_the_authorizer_cached(stack: Any,
+                                                                          base_url: str) -> None:
+    """API Gateway may reuse an authorizer verdict for 300 s: the function checks ``exp``
+    (passed on in the context) and the session itself."""
+    import json
+    import time
+
+    from tests.helpers import load_event
+
+    api, me = register_and_login(base_url)
+    event = load_event("me")
+    event["requestContext"]["authorizer"]["lambda"].update(
+        {"sub": str(me["id"]), "sid": _session_of(api), "exp": int(time.time()) + 60})
+    result = stack.runtime.invoke("MeFunction", event)
+    assert result["statusCode"] == 200, result
+    event["requestContext"]["authorizer"]["lambda"]["exp"] = int(time.time()) - 60
+    result = stack.runtime.invoke("MeFunction", event)
+    assert result["statusCode"] == 401
+    assert json.loads(result["body"])["error"]["code"] == "invalid_token"
+    # a context of another user's session is refused too
+    _, stranger = register_and_login(base_url)
+    event["requestContext"]["authorizer"]["lambda"].update(
+        {"sub": str(stranger["id"]), "exp": int(time.time()) + 60})
+    assert stack.runtime.invoke("MeFunction", event)["statusCode"] == 401
