@@ -217,6 +217,9 @@ def start_session(user: User) -> dict[str, Any]:
                 sid=session_id, u=user.id, ttl=settings().refresh_ttl_seconds)
         uow.run("INSERT INTO refresh_tokens (token_hash, session_id) VALUES (:h, CAST(:sid AS uuid))",
                 h=digest, sid=session_id)
+        # Bounded housekeeping: sessions a day past their end go, with their refresh tokens.
+        uow.run("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions"
+                " WHERE expires_at < now() - interval '1 day' LIMIT 100)")
         uow.commit()
     return _token_pair(user.principal, session_id, refresh)
 
