@@ -56,6 +56,22 @@ def test_failed_logins_lock_the_account_even_for_the_right_password(base_url: st
     assert _login(api, me["name"], PASSWORD).status_code == 200
 
 
+def test_parallel_guesses_cannot_slip_past_the_account_limit(base_url: str) -> None:
+    """Count and insert are one locked step: of 24 simultaneous wrong guesses exactly 10 are
+    looked at (401), the rest refused (429)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, me = register_and_login(base_url)
+    source = _source()
+
+    def guess(n: int) -> int:
+        return int(_login(Api(base_url, source=source), me["name"], f"wrong passphrase {n}").status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(guess, range(24)))
+    assert statuses == [401] * 10 + [429] * 14
+
+
 def test_unknown_accounts_are_throttled_alike(base_url: str) -> None:
     api = Api(base_url, source=_source())
     ghost = unique("ghost")

@@ -56,6 +56,22 @@ def test_refresh_rotates_and_a_replay_ends_the_session(base_url: str) -> None:
     assert_error(api.get("/me"), 401, "invalid_token")
 
 
+def test_a_raced_refresh_is_a_replay(base_url: str) -> None:
+    """Two clients presenting one refresh token at once: one gets the new pair, the other a
+    401, and the session ends for both (one of them is not the owner)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api, _ = register_and_login(base_url)
+
+    def use(_: int) -> int:
+        return int(Api(base_url).post("/token/refresh",
+                                      json={"refresh_token": api.refresh_token}).status_code)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(use, range(2))) == [200, 401]
+    assert_error(api.get("/me"), 401, "invalid_token")
+
+
 @pytest.mark.parametrize("body,status,code", [
     ({}, 400, "invalid_refresh_token_format"),
     ({"refresh_token": 5}, 400, "invalid_refresh_token_format"),
@@ -122,7 +138,17 @@ def _refcount(sha: str) -> int | None:
     return int(rows[0][0]) if rows else None
 
 
-def test_delete_account_releases_its_images(base_url: str, upload: Upload,
+def _bucket_keys(stack: Any) -> set[str]:
+    s3 = stack.s3.client()
+    keys: set[str] = set()
+    for prefix in ("chunks/", "manifests/", "incoming/"):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.s3_bucket,
+                                                                 Prefix=prefix):
+            keys.update(o["Key"] for o in page.get("Contents", []))
+    return keys
+
+
+def test_delete_account_releases_its_images(stack: Any, base_url: str, upload: Upload,
                                             other: tuple[Api, dict[str, Any]]) -> None:
     api, me = register_and_login(base_url)
     shared = make_jpeg(40, 30)
@@ -149,12 +175,15 @@ def test_delete_account_releases_its_images(base_url: str, upload: Upload,
     # the other user's copy of the shared file is untouched
     assert other[0].get(f"/images/{theirs['id']}").content == shared
     # every token of the account is dead: 401, never 500, and nothing is stored
-    objects = db("SELECT count(*) FROM chunks")
+    chunk_rows, objects = db("SELECT count(*) FROM chunks"), _bucket_keys(stack)
     for session in (api, second):
         assert_error(session.get("/me"), 401, "invalid_token")
         r = session.post("/images", files={"file": ("x.jpg", make_jpeg(), "image/jpeg")})
         assert_error(r, 401, "invalid_token")
-    assert db("SELECT count(*) FROM chunks") == objects
+        assert_error(session.post("/uploads", json={"fileName": "a.jpg", "contentType": "image/jpeg",
+                                                    "size": 10}), 401, "invalid_token")
+    assert db("SELECT count(*) FROM chunks") == chunk_rows
+    assert _bucket_keys(stack) - objects == set()
     assert_error(Api(base_url).post("/login", json={"username": me["name"], "password": PASSWORD}),
                  401, "invalid_credentials")
 
