@@ -115,7 +115,10 @@ def _check_password(user_id: int | None, username: str, password: str, stored: s
                     source: str | None) -> None:
     """Verify under the failure limits: refused (429) at the limit even when right."""
     per_account, per_source = login_limits()
-    checks = [(per_account, f"user:{user_id}" if user_id else f"name:{username.lower()}")]
+    # An unknown name is counted under its digest: what people type there is often a
+    # password meant for another field, and is never stored.
+    subject = f"user:{user_id}" if user_id else "name:" + security.token_digest(username.lower()).hex()
+    checks = [(per_account, subject)]
     if source:
         checks.append((per_source, source))
     reservation = throttle.reserve(checks)
