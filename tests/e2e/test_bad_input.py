@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Upload, make_jpeg
-from tests.helpers import Api, unique
+from tests.helpers import Api, register_and_login, unique
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,8 @@ def world(base_url: str, admin: Api) -> dict[str, Any]:
     assert r.status_code == 201, r.text
     g = admin.post("/groups", json={"name": unique("bad-input ")})
     assert g.status_code == 201, g.text
-    return {"image": r.json()["id"], "group": g.json()["id"]}
+    _, someone = register_and_login(base_url)
+    return {"image": r.json()["id"], "group": g.json()["id"], "user": someone["id"]}
 
 
 # -- JSON bodies: every JSON route -------------------------------------------------------
@@ -81,7 +82,8 @@ JSON_ROUTES = [
     ("POST", "/register"), ("POST", "/login"), ("PUT", "/images/{image}"), ("POST", "/uploads"),
     ("POST", "/groups"), ("PUT", "/groups/{group}"), ("POST", "/admin/onedrive/folders"),
     ("PATCH", "/admin/onedrive/items/{item}"), ("POST", "/admin/onedrive/upload-sessions"),
-    ("POST", "/admin/onedrive/import"),
+    ("POST", "/admin/onedrive/import"), ("POST", "/token/refresh"), ("POST", "/logout"),
+    ("PUT", "/me/password"), ("DELETE", "/me"), ("PATCH", "/admin/users/{user}"),
 ]
 
 
@@ -90,8 +92,8 @@ def test_every_json_route_of_the_spec_is_covered() -> None:
     in_spec = {(m.upper(), p) for p, ops in spec["paths"].items() for m, op in ops.items()
                if isinstance(op, dict) and "application/json" in (op.get("requestBody") or {}).get(
                    "content", {})}
-    covered = {(m, p.replace("{image}", "{id}").replace("{group}", "{id}").replace("{item}", "{itemId}"))
-               for m, p in JSON_ROUTES}
+    covered = {(m, p.replace("{image}", "{id}").replace("{group}", "{id}").replace("{user}", "{id}")
+                .replace("{item}", "{itemId}")) for m, p in JSON_ROUTES}
     assert in_spec <= covered, f"JSON routes without bad-input cases: {sorted(in_spec - covered)}"
 
 
@@ -114,7 +116,7 @@ BAD_BODIES: list[tuple[str, bytes, str]] = [
 @pytest.mark.parametrize(("label", "body", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
 def test_bad_json_bodies(method: str, path: str, label: str, body: bytes, code: str, admin: Api,
                          world: dict[str, Any], unchanged: Any) -> None:
-    url = path.format(image=world["image"], group=world["group"], item="abc123")
+    url = path.format(image=world["image"], group=world["group"], user=world["user"], item="abc123")
     with unchanged():
         refused(admin.request(method, url, data=body, headers={"Content-Type": "application/json"}),
                 400, code)
