@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_onedrive import StandIn, connect, standin  # noqa: F401 - the stand-in fixture
-from tests.helpers import Api, register_and_login
+from tests.helpers import Api, register_and_login, unique
 
 pytestmark = pytest.mark.e2e
 schemathesis = pytest.importorskip("schemathesis")
@@ -45,11 +45,14 @@ def _checks() -> list[Any]:
 
 
 def _operations() -> list[Any]:
+    """Every operation; POST /logout last (it ends the session the others run with)."""
     schema = schemathesis.openapi.from_path(str(ROOT / "shared" / "openapi.yaml"))
-    return [result.ok() for result in schema.get_all_operations()]
+    operations = [result.ok() for result in schema.get_all_operations()]
+    return sorted(operations, key=lambda op: op.path == "/logout")
 
 
-def _run(base_url: str, token: str, label: str) -> Counter[str]:
+def _run(base_url: str, token: str, label: str, victim: int) -> Counter[str]:
+    """``victim``: the only account PATCH /admin/users/{id} may change (not the suite's admin)."""
     from hypothesis import HealthCheck, given, settings
 
     operations = _operations()
@@ -77,8 +80,10 @@ def _run(base_url: str, token: str, label: str) -> Counter[str]:
                                 f" {str(exc).strip().splitlines()[-1][:200]} | {response.text[:160]}")
 
     for operation in operations:
+        pinned = {"id": victim} if operation.path == "/admin/users/{id}" else None
+        strategy = operation.as_strategy(path_parameters=pinned)
         settings(max_examples=per_operation, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=list(HealthCheck))(given(case=operation.as_strategy())(probe))()
+                 suppress_health_check=list(HealthCheck))(given(case=strategy)(probe))()
     statuses: Counter[str] = Counter()
     for key, count in sent.items():
         if key != "total":
@@ -93,15 +98,24 @@ def _run(base_url: str, token: str, label: str) -> Counter[str]:
 
 def test_generated_requests_as_a_user(base_url: str, standin: StandIn) -> None:  # noqa: F811
     api, _ = register_and_login(base_url)
+    _, victim = register_and_login(base_url)
     assert api.token
-    sent = _run(base_url, api.token, "user")
+    sent = _run(base_url, api.token, "user", victim["id"])
     assert sent["total"] >= MIN_REQUESTS
 
 
-def test_generated_requests_as_an_admin(base_url: str, admin: Api,
-                                        standin: StandIn) -> None:  # noqa: F811
-    """OneDrive configured against the Graph stand-in and connected: its routes really run."""
-    assert admin.token
+def test_generated_requests_as_an_admin(base_url: str, standin: StandIn) -> None:  # noqa: F811
+    """An admin of its own (the suite's admin must stay an admin); OneDrive configured
+    against the Graph stand-in and connected: its routes really run."""
+    from imagerepo.users import ensure_admin
+
+    name = unique("stadmin")
+    ensure_admin(f"{name}@example.com", "schemathesis admin 1", name=name)
+    admin = Api(base_url)
+    r = admin.post("/login", json={"username": name, "password": "schemathesis admin 1"})
+    assert r.status_code == 200, r.text
+    admin.token = r.json()["access_token"]
     connect(admin, standin)
-    sent = _run(base_url, admin.token, "admin")
+    _, victim = register_and_login(base_url)
+    sent = _run(base_url, admin.token, "admin", victim["id"])
     assert sent["total"] >= MIN_REQUESTS
