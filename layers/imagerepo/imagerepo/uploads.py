@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, cast
 
-from imagerepo import images, imaging
+from imagerepo import images, imaging, observability
 from imagerepo.api import logger
 from imagerepo.chunkstore import default_store, rewinding
 from imagerepo.config import settings
@@ -164,6 +165,7 @@ def ingest(upload_id: str) -> str:
     if job is None:  # a duplicate or late event, or an unknown key: just make sure it's gone
         store.delete_objects([key])
         return "skipped"
+    started = time.perf_counter()
     try:
         with _spool(key, int(job["size"])) as spool:
             info = imaging.inspect_image(cast(BinaryIO, spool),
@@ -192,6 +194,9 @@ def ingest(upload_id: str) -> str:
         _retry_or_fail(upload_id, job, exc)
         raise
     store.delete_objects([key])
+    observability.count(observability.UPLOADS)
+    observability.metric(observability.INGEST_LATENCY, round((time.perf_counter() - started) * 1000, 1),
+                         observability.MetricUnit.Milliseconds)
     logger.info("upload ingested", extra={"upload_id": upload_id, "image_id": image_id})
     return "ready"
 

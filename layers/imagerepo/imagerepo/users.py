@@ -8,6 +8,7 @@ from typing import Any
 
 import pg8000.exceptions
 
+from imagerepo import observability
 from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
 from imagerepo.errors import BadRequest, Conflict, NotFound, Unauthorized
 from imagerepo.security import Principal, dummy_hash, hash_secret, verify_secret
@@ -84,6 +85,7 @@ def authenticate(username: Any, password: Any) -> User:
         )
     stored = row["password_hash"] if row else dummy_hash()
     if not verify_secret(password, stored) or row is None:
+        observability.count(observability.FAILED_LOGINS)
         raise Unauthorized("invalid username or password", code="invalid_credentials")
     return _user(row)
 
