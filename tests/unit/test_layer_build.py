@@ -90,3 +90,9 @@ def test_the_runtime_boto_is_not_shadowed_and_domain_code_is_there() -> None:
     assert not (layer / "botocore").exists()
     assert not (layer / "boto3").exists()
     assert (layer / "imagerepo" / "chunkstore.py").is_file()
+
+
+def test_the_migrations_travel_with_the_layer() -> None:
+    shipped = {p.name: p.read_bytes() for p in (_layer() / "imagerepo" / "migrations").glob("*.sql")}
+    source = {p.name: p.read_bytes() for p in (ROOT / "shared" / "migrations").glob("*.sql")}
+    assert shipped == source and shipped
