@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagerepo import images, observability
-from imagerepo.api import access_key, caller, make_app, path_id
+from imagerepo.api import access_key, caller, make_app, path_id, source_ip
 
 app = make_app()
 
@@ -13,7 +13,8 @@ app = make_app()
 @app.get("/images/<id>/info")
 def image_info(id: str) -> Any:
     who = caller(app)
-    image = images.get_visible(path_id(app), who, access_key(app))
+    image = images.get_visible(path_id(app), who, access_key(app),
+                                source=source_ip(app))
     return image.to_json(who)
 
 

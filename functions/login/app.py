@@ -1,11 +1,12 @@
-"""POST /login: {username (email or name), password} → {access_token, token_type, expires_in}."""
+"""POST /login: {username (email or name), password} → {access_token, token_type, expires_in,
+refresh_token, refresh_expires_in}; failures throttled per account and source address."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from imagerepo import observability, security, users
-from imagerepo.api import json_body, make_app
+from imagerepo import observability, users
+from imagerepo.api import json_body, make_app, source_ip
 
 app = make_app()
 
@@ -13,9 +14,7 @@ app = make_app()
 @app.post("/login")
 def login() -> Any:
     body = json_body(app)
-    user = users.authenticate(body.get("username"), body.get("password"))
-    token, ttl = security.issue_token(user.principal)
-    return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
+    return users.login(body.get("username"), body.get("password"), source_ip(app))
 
 
 lambda_handler = observability.handler(app)

@@ -62,6 +62,12 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "SweepFunction": DB | BUCKET | s3(GET, "incoming/*") | s3(PUT, "incoming/*") | s3(DELETE, "incoming/*")
     | {("lambda:InvokeFunction", "lambda:OneDriveImportWorkerFunction")} | FAILED,
     "MigrateFunction": DB,
+    "TokenRefreshFunction": DB | JWT,
+    "LogoutFunction": DB | JWT,
+    "MePasswordFunction": DB | JWT,
+    "MeDeleteFunction": DB | JWT,  # its images' blobs are released; GC deletes
+    "AdminUsersListFunction": DB | JWT,
+    "AdminUsersUpdateFunction": DB | JWT,
     "GroupsListFunction": DB | JWT,
     "GroupsGetFunction": DB | JWT,
     "GroupImagesFunction": DB | JWT,

@@ -8,7 +8,7 @@ Secrets rotate: :func:`settings` is re-read after ``SETTINGS_TTL_SECONDS``
 (default 300), and :func:`refresh` re-reads it at once, bypassing every cache
 (``db`` calls it when the database refuses the password). The JWT secret's
 previous version (stage ``AWSPREVIOUS``, locally ``JWT_PREVIOUS_SECRET``) is
-offered as ``jwt_previous_secret`` for accepting tokens signed before a rotation.
+``jwt_previous_secret``, accepted by ``security`` for tokens signed before a rotation.
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ def _secret(arn: str, stage: str | None = None) -> str:
 
 
 def _previous_secret(arn: str) -> str | None:
-    """The secret's AWSPREVIOUS version; None before its first rotation."""
+    """The secret's AWSPREVIOUS version (right after a rotation), or None when there is none."""
+    from aws_lambda_powertools.utilities import parameters
+
     try:
         return _secret(arn, "AWSPREVIOUS")
-    except Exception:  # noqa: BLE001 - Powertools wraps ResourceNotFound: no previous version
+    except parameters.exceptions.GetParameterError:
         return None
 
 
@@ -58,9 +60,16 @@ class Settings:
     db_user: str
     db_password: str
     jwt_secret: str
+    jwt_previous_secret: str | None
     jwt_issuer: str
     jwt_audience: str
     token_ttl_seconds: int
+    refresh_ttl_seconds: int
+    login_account_max_failures: int
+    login_source_max_failures: int
+    access_key_max_failures: int
+    failure_window_seconds: int
+    user_quota_bytes: int
     bucket: str
     s3_endpoint_url: str | None
     s3_public_endpoint_url: str | None
@@ -73,7 +82,6 @@ class Settings:
     gc_grace_seconds: int
     presign_ttl_seconds: int
     max_response_bytes: int
-    jwt_previous_secret: str | None = None
     db_ssl: str = "disable"
 
     @property
@@ -152,9 +160,16 @@ def _load_settings() -> Settings:
         db_user=str(creds["username"]),
         db_password=str(creds["password"]),
         jwt_secret=jwt_secret,
+        jwt_previous_secret=jwt_previous,
         jwt_issuer=os.environ.get("JWT_ISSUER", "imagerepo"),
         jwt_audience=os.environ.get("JWT_AUDIENCE", "imagerepo-api"),
-        token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+        token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 900),
+        refresh_ttl_seconds=_int("REFRESH_TTL_SECONDS", 30 * 24 * 3600),
+        login_account_max_failures=_int("LOGIN_ACCOUNT_MAX_FAILURES", 10),
+        login_source_max_failures=_int("LOGIN_SOURCE_MAX_FAILURES", 100),
+        access_key_max_failures=_int("ACCESS_KEY_MAX_FAILURES", 20),
+        failure_window_seconds=_int("FAILURE_WINDOW_SECONDS", 900),
+        user_quota_bytes=_int("USER_QUOTA_BYTES", 10 * 1024**3),
         bucket=os.environ.get("BUCKET_NAME", "imagerepo"),
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
         s3_public_endpoint_url=os.environ.get("S3_PUBLIC_ENDPOINT_URL") or None,
@@ -168,7 +183,6 @@ def _load_settings() -> Settings:
         presign_ttl_seconds=_int("PRESIGN_TTL_SECONDS", 300),
         # What fits a 6 MB Lambda response once base64-encoded, with room for headers.
         max_response_bytes=_int("MAX_RESPONSE_BYTES", 4_400_000),
-        jwt_previous_secret=jwt_previous if jwt_previous != jwt_secret else None,
         db_ssl=os.environ.get("DB_SSL", "disable").strip().lower() or "disable",
     )
 
