@@ -125,9 +125,13 @@ def test_the_async_list_is_complete() -> None:
     assert triggered | {"OneDriveImportWorkerFunction"} == set(ASYNC)
 
 
-def test_sweep_runs_on_a_schedule() -> None:
-    events = _props("SweepFunction")["Events"]
-    assert [e["Properties"]["Schedule"] for e in events.values()] == ["rate(5 minutes)"]
+@pytest.mark.parametrize("name", ["GcFunction", "ThumbnailerFunction", "SweepFunction"])
+def test_housekeeping_shares_one_schedule(name: str) -> None:
+    """One rate for the three, created together: a paused Aurora is woken about once per period."""
+    events = _props(name)["Events"].values()
+    schedules = [e["Properties"]["Schedule"] for e in events if e["Type"] == "Schedule"]
+    assert schedules == [{"Ref": "HousekeepingRate"}]
+    assert PARAMETERS["HousekeepingRate"]["Default"] == "rate(1 hour)"
 
 
 # -- observability ------------------------------------------------------------------------------
