@@ -160,7 +160,7 @@ def _load_settings() -> Settings:
         db_user=str(creds["username"]),
         db_password=str(creds["password"]),
         jwt_secret=jwt_secret,
-        jwt_previous_secret=jwt_previous,
+        jwt_previous_secret=jwt_previous if jwt_previous != jwt_secret else None,
         jwt_issuer=os.environ.get("JWT_ISSUER", "imagerepo"),
         jwt_audience=os.environ.get("JWT_AUDIENCE", "imagerepo-api"),
         token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 900),
