@@ -118,9 +118,7 @@ class Template:
         self.path = path.resolve()
         self.root = self.path.parent
         self.data = load_yaml(self.path)
-        # Fn::ForEach::* entries (the per-function alarms) have no local counterpart.
-        self.resources: dict[str, Any] = {k: v for k, v in self.data.get("Resources", {}).items()
-                                          if isinstance(v, dict)}
+        self.resources: dict[str, Any] = self.data.get("Resources", {})
         params = self.data.get("Parameters", {})
         self.parameters = {k: str(v.get("Default", "")) for k, v in params.items()}
         self.parameters.update(parameter_overrides or {})
