@@ -15,6 +15,7 @@ $(STAMP):
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m devstack.pgbinaries $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -45,7 +46,7 @@ $(SAM_VENV)/bin/sam:
 ## make lint: ruff, mypy, cfn-lint and sam validate --lint
 lint: $(STAMP) $(SAM_VENV)/bin/sam
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy layers/imagerepo/imagerepo devstack
+	$(VENV)/bin/mypy layers/imagerepo/imagerepo devstack client/imagerepo_cli
 	@for f in functions/*/app.py; do $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
