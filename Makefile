@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
 SAM_VENV := .venv-sam
 
-.PHONY: run test test-unit lint bench build clean setup services onedrive-standin
+.PHONY: run test test-unit lint bench build clean setup services onedrive-standin deploy-web
 
 $(STAMP):
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is required (Lambda python3.13): install python3.13 (e.g. 'pyenv install 3.13' or your OS package) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
@@ -53,6 +53,16 @@ lint: $(STAMP) $(SAM_VENV)/bin/sam
 
 build: $(SAM_VENV)/bin/sam
 	$(SAM_VENV)/bin/sam build --template template.yaml
+
+## make deploy-web STACK=<stack>: web/ to the stack's site bucket, then a CloudFront invalidation (AWS CLI)
+deploy-web:
+	@test -n "$(STACK)" || { echo "usage: make deploy-web STACK=<the deployed stack's name>" >&2; exit 2; }
+	@out() { aws cloudformation describe-stacks --stack-name "$(STACK)" --output text \
+	  --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue"; }; \
+	bucket=$$(out SiteBucketName) && dist=$$(out SiteDistributionId) && url=$$(out SiteUrl) && \
+	aws s3 sync web/ "s3://$$bucket/" --delete --cache-control no-cache && \
+	aws cloudfront create-invalidation --distribution-id "$$dist" --paths '/*' >/dev/null && \
+	echo "gallery deployed: $$url"
 
 bench: $(STAMP)
 	PYTHONPATH=layers/imagerepo:. $(PY) bench/run_all.py
