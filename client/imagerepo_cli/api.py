@@ -62,6 +62,21 @@ class ApiError(CliError):
         return cls(r.status_code, code, message, request_id or r.headers.get("apigw-requestid", ""))
 
 
+def token_rejected(r: requests.Response) -> bool:
+    """The access token itself was refused: a 401 other than a wrong password, or the
+    authorizer's denial, which API Gateway answers 403 ``{"message":"Forbidden"}``."""
+    if r.status_code not in (401, 403):
+        return False
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if r.status_code == 401:
+        return not (isinstance(body, dict) and isinstance(body.get("error"), dict)
+                    and body["error"].get("code") == "invalid_credentials")
+    return isinstance(body, dict) and "error" not in body and body.get("message") == "Forbidden"
+
+
 def config_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "imagerepo"
@@ -197,10 +212,14 @@ class Client:
                 kw["data"] = body()
             r = self.send(method, url, headers=headers, **kw)
             kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-            if r.status_code == 401 and token and attempt == 1 and self.session_data \
+            if token and attempt == 1 and token_rejected(r) and self.session_data \
                     and self.session_data.get("refresh_token"):
                 self.refresh(stale=token)
                 continue
+            if token and token_rejected(r):
+                self.forget()
+                raise CliError("the server refused the session (expired or ended): run 'imagerepo login'",
+                               EXIT_AUTH)
             return r
         return r
 

@@ -109,6 +109,20 @@ def test_an_expired_session_is_refreshed_or_reported(cli: Cli, account: tuple[Ap
         assert "session expired" in p.stderr
 
 
+def test_a_refused_token_ends_the_stored_session(cli: Cli, account: tuple[Api, dict[str, Any]],
+                                                 tmp_path: Path, base_url: str) -> None:
+    _, user = account
+    cli.login(user["name"])
+    creds = tmp_path / "config" / "imagerepo" / "credentials.json"
+    data = json.loads(creds.read_text())
+    data["servers"][base_url]["access_token"] = "not.a.token"
+    data["servers"][base_url].pop("refresh_token", None)
+    creds.write_text(json.dumps(data))
+    p = cli("whoami", expect=3)  # the authorizer's 403 denial, not "forbidden" (5)
+    assert "run 'imagerepo login'" in p.stderr
+    assert base_url not in json.loads(creds.read_text())["servers"]
+
+
 def test_upload_a_folder_of_50_photos_then_again_uploads_nothing(
         cli: Cli, account: tuple[Api, dict[str, Any]], tmp_path: Path) -> None:
     api, user = account

@@ -84,6 +84,20 @@ export async function errorFrom(response, what = "") {
   return new ApiError(response.status, codes[response.status] || "error", message, requestId);
 }
 
+// The token itself was refused: 401 (other than a wrong password), or the authorizer's 403
+// denial, which API Gateway answers as {"message":"Forbidden"} (the API's own 403s carry "error").
+async function tokenRejected(r) {
+  if (r.status !== 401 && r.status !== 403) return false;
+  let body = null;
+  try {
+    body = await r.clone().json();
+  } catch {
+    body = null;
+  }
+  if (r.status === 401) return !(body?.error?.code === "invalid_credentials");
+  return Boolean(body && !body.error && body.message === "Forbidden");
+}
+
 let refreshing = null;
 
 // Trade the refresh token for a new pair, once however many requests noticed the expiry.
@@ -148,13 +162,12 @@ export async function send(method, path, { json, body, query, headers = {}, auth
     } catch (e) {
       throw new ApiError(0, "network_error", `The server did not answer (${e.message})`);
     }
-    if (r.status === 401 && token && attempt === 0 && session?.refresh_token) {
-      await refresh();
-      continue;
-    }
-    if (r.status === 401 && token) {
-      // A dead access token and no way to refresh it: the session is over.
-      writeSession(null);
+    if (token && (await tokenRejected(r))) {
+      if (attempt === 0 && session?.refresh_token) {
+        await refresh();
+        continue;
+      }
+      writeSession(null); // a dead access token and no way to refresh it: the session is over
     }
     return r;
   }
@@ -279,7 +292,8 @@ async function uploadDirect(file, meta, onProgress) {
     const xhr = await xhrPost("/images", form, { authorization: `Bearer ${token}`, accept: "application/json" }, onProgress);
     if (xhr.status === 201) return JSON.parse(xhr.responseText);
     if (xhr.status === 413) return null; // too large for a Lambda request: use /uploads
-    if (xhr.status === 401 && attempt === 0 && session?.refresh_token) {
+    const rejected = await tokenRejected(new Response(xhr.responseText || null, { status: xhr.status }));
+    if (rejected && attempt === 0 && session?.refresh_token) {
       await refresh();
       continue;
     }
