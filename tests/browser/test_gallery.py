@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import make_jpeg
-from tests.helpers import Api, register_and_login, unique
+from tests.helpers import Api, db, register_and_login, unique
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -302,3 +302,26 @@ def test_account_changes_report_the_server_answer(new_page: Any, base_url: str) 
     # PUT /me/password where the server has it; else a clear "not offered yet (HTTP 404/405)"
     assert ("Your password is changed." in text
             or ("does not offer password changes yet" in text and ("HTTP 404" in text or "HTTP 405" in text)))
+
+
+def test_a_large_file_goes_through_uploads(new_page: Any, base_url: str, tmp_path: Path) -> None:
+    import io
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(21)
+    big = tmp_path / "large.png"
+    out = io.BytesIO()
+    Image.frombytes("RGB", (1500, 1400), rng.randbytes(1500 * 1400 * 3)).save(out, "PNG", compress_level=1)
+    big.write_bytes(out.getvalue())
+    assert big.stat().st_size > 4_500_000  # over the direct limit: presigned POST to the object store
+    api, user = register_and_login(base_url, password=PASSWORD)
+    page = new_page()
+    sign_in(page, user["name"])
+    image_id = upload_through_form(page, big)
+    info = api.get(f"/images/{image_id}/info").json()
+    assert info["size"] == big.stat().st_size and info["name"] == "large.png"
+    # it went through POST /uploads and the object store, not POST /images
+    rows = db("SELECT status, owner_id FROM uploads WHERE image_id = :i", i=image_id)
+    assert rows == [["ready", user["id"]]]
