@@ -325,3 +325,28 @@ def test_a_large_file_goes_through_uploads(new_page: Any, base_url: str, tmp_pat
     # it went through POST /uploads and the object store, not POST /images
     rows = db("SELECT status, owner_id FROM uploads WHERE image_id = :i", i=image_id)
     assert rows == [["ready", user["id"]]]
+
+
+def test_previous_and_next_follow_the_list_across_pages(new_page: Any, base_url: str) -> None:
+    api, user = register_and_login(base_url, password=PASSWORD)
+    ids = []
+    for i in range(25):  # one more than a page of 24
+        r = api.post("/images", files={"file": (f"p{i:02d}.jpg", make_jpeg(seed=9000 + i), "image/jpeg")})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    newest_first = ids[::-1]
+    page = new_page()
+    sign_in(page, user["name"])
+    cards = page.locator("ul.grid a.card")
+    assert [int(h.rsplit("/", 1)[1]) for h in cards.evaluate_all("a => a.map(e => e.getAttribute('href'))")] \
+        == newest_first[:24]
+    cards.last.click()
+    page.get_by_role("heading", name="p01.jpg").wait_for()
+    nav = page.locator("nav.prevnext")
+    nav.locator("a[rel=next]").click()  # the first image of page 2
+    page.get_by_role("heading", name="p00.jpg").wait_for()
+    assert nav.locator("a[rel=next]").count() == 0  # the end of the list
+    nav.locator("a[rel=prev]").click()
+    page.get_by_role("heading", name="p01.jpg").wait_for()
+    nav.locator("a[rel=prev]").click()
+    page.get_by_role("heading", name="p02.jpg").wait_for()

@@ -12,9 +12,13 @@ function pageOf(query) {
   return Number.isInteger(n) && n >= 1 ? n : 1;
 }
 
-// The list an image was opened from, for previous/next on the image page.
-export function rememberContext(items, label, back) {
-  sessionStorage.setItem(CONTEXT_KEY, JSON.stringify({ ids: items.map((i) => i.id), label, back }));
+// The list an image was opened from, for previous/next on the image page (which extends it
+// with the neighbouring page when it reaches an end).
+export function rememberContext(body, label, back, source) {
+  sessionStorage.setItem(CONTEXT_KEY, JSON.stringify({
+    ids: body.items.map((i) => i.id), label, back, source,
+    first: body.page, last: body.page, totalPages: body.totalPages, pageSize: body.pageSize,
+  }));
 }
 
 export function listContext() {
@@ -23,6 +27,22 @@ export function listContext() {
   } catch {
     return null;
   }
+}
+
+// Adds the page before or after the remembered ones when `id` sits at an end of the list.
+export async function extendContext(ctx, id) {
+  const at = ctx.ids.indexOf(id);
+  if (at < 0 || !ctx.source) return ctx;
+  const page = at === ctx.ids.length - 1 && ctx.last < ctx.totalPages ? ctx.last + 1
+    : at === 0 && ctx.first > 1 ? ctx.first - 1 : 0;
+  if (!page) return ctx;
+  const body = await call("GET", ctx.source.path, { query: { ...ctx.source.query, page, pageSize: ctx.pageSize } });
+  const ids = body.items.map((i) => i.id).filter((i) => !ctx.ids.includes(i));
+  const next = page > ctx.last
+    ? { ...ctx, ids: [...ctx.ids, ...ids], last: page }
+    : { ...ctx, ids: [...ids, ...ctx.ids], first: page };
+  sessionStorage.setItem(CONTEXT_KEY, JSON.stringify(next));
+  return next;
 }
 
 export function altText(img) {
@@ -84,7 +104,7 @@ export async function groupView(main, [id], query) {
   ]);
   main.append(heading(group.name));
   if (group.description) main.append(h("p", { class: "lead" }, group.description));
-  rememberContext(body.items, group.name, `/group/${id}?page=${page}`);
+  rememberContext(body, group.name, `/group/${id}?page=${page}`, { path: `/groups/${id}/images`, query: {} });
   main.append(imageGrid(body.items), pager(body, (p) => `/group/${id}?page=${p}`, "images"));
 }
 
@@ -101,6 +121,7 @@ export async function listView(main, { kind, query }) {
   main.append(heading(title));
   if (!mine) main.append(h("p", { class: "lead" }, currentUser() ? "Public images, and your own." : "Public images."));
   if (mine && !body.total) main.append(h("p", {}, h("a", { href: "/upload" }, "Upload your first images")));
-  rememberContext(body.items, title, `/${mine ? "mine" : "public"}?page=${page}`);
+  rememberContext(body, title, `/${mine ? "mine" : "public"}?page=${page}`,
+    { path: "/images", query: mine ? { owner: "me" } : {} });
   main.append(imageGrid(body.items), pager(body, (p) => `/${mine ? "mine" : "public"}?page=${p}`, "images"));
 }

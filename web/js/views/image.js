@@ -4,7 +4,7 @@ import { allGroups, call, currentUser, errorFrom, isAdmin, keyQuery, send, share
 import {
   announce, busy, checkbox, copyText, field, formatBytes, formatDate, go, h, heading, showError, showNotice,
 } from "../ui.js";
-import { listContext, thumbnail } from "./browse.js";
+import { extendContext, listContext, thumbnail } from "./browse.js";
 
 // Keys this tab has set or been given, so a page reload keeps the share link (stored hashed server-side).
 const KEYS = "imagerepo.keys";
@@ -130,7 +130,8 @@ export async function imageView(main, [id], query) {
   const rerender = () => go(`/image/${id}`, { replace: true }); // the new key is remembered, not in the URL
 
   main.append(heading(img.name));
-  const ctx = listContext();
+  let ctx = listContext();
+  if (ctx) ctx = await extendContext(ctx, Number(id)).catch(() => ctx);
   const at = ctx ? ctx.ids.indexOf(Number(id)) : -1;
   if (at >= 0) {
     const prev = ctx.ids[at - 1];
