@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +116,13 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _key_params(args: argparse.Namespace) -> dict[str, str]:
-    return {"accessKey": args.key} if getattr(args, "key", None) else {}
+def _key_params(args: argparse.Namespace, ref: int | None = None) -> dict[str, str]:
+    key = getattr(args, "key", None) or getattr(ref, "key", None)
+    return {"accessKey": key} if key else {}
 
 
 def cmd_info(client: Client, args: argparse.Namespace) -> int:
-    img = client.call("GET", f"/images/{args.id}/info", params=_key_params(args), auth=None)
+    img = client.call("GET", f"/images/{args.id}/info", params=_key_params(args, args.id), auth=None)
     lines = [f"{k}: {v}" for k, v in img.items() if k != "thumbnails"]
     lines.append(f"thumbnails: {img['thumbnails']['status']}")
     emit(args, img, lines)
@@ -137,11 +139,12 @@ def cmd_download(client: Client, args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     saved: list[dict[str, Any]] = []
     for image_id in args.ids:
-        info = client.call("GET", f"/images/{image_id}/info", params=_key_params(args), auth=None)
+        info = client.call("GET", f"/images/{image_id}/info", params=_key_params(args, image_id), auth=None)
         target = out_dir / _safe_name(str(info["name"]), image_id)
         if target.exists():
             target = target.with_name(f"{target.stem}-{image_id}{target.suffix}")
-        r = client.request("GET", f"/images/{image_id}", params=_key_params(args), auth=None, stream=True)
+        r = client.request("GET", f"/images/{image_id}", params=_key_params(args, image_id), auth=None,
+                           stream=True)
         if r.status_code != 200:
             raise ApiError.from_response(r)
         h = hashlib.sha256()
@@ -245,6 +248,24 @@ def cmd_stats(client: Client, args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------
+_LINK = re.compile(r"/image/(\d+)(?:[?#](?:.*[&#?])?key=([^&#]+))?")
+
+
+class ImageRef(int):
+    """An image id, or a gallery share link (``…/image/ID#key=KEY``) carrying its access key."""
+
+    key: str | None = None
+
+
+def image_ref(text: str) -> ImageRef:
+    m = _LINK.search(text) if "/" in text else None
+    if m:
+        ref = ImageRef(int(m.group(1)))
+        ref.key = urllib.parse.unquote(m.group(2)) if m.group(2) else None
+        return ref
+    return ImageRef(positive_int(text))
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -289,10 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="only the summary (and failures)")
     p.set_defaults(func=cmd_upload)
 
-    p = command("download", "download originals")
-    p.add_argument("ids", nargs="+", type=positive_int, metavar="ID")
+    p = command("download", "download originals (ids, or share links with their key)")
+    p.add_argument("ids", nargs="+", type=image_ref, metavar="ID|LINK")
     p.add_argument("-o", "--output", default=".", help="folder to write into (default: current)")
-    p.add_argument("--key", help="access key of a private image shared with you")
+    p.add_argument("--key", help="access key of a private image shared with you (--key=KEY)")
     p.set_defaults(func=cmd_download)
 
     p = command("ls", "list images (public ones and your own)")
@@ -304,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ls)
 
     p = command("info", "an image's metadata")
-    p.add_argument("id", type=positive_int)
-    p.add_argument("--key", help="access key of a private image shared with you")
+    p.add_argument("id", type=image_ref, metavar="ID|LINK")
+    p.add_argument("--key", help="access key of a private image shared with you (--key=KEY)")
     p.set_defaults(func=cmd_info)
 
     p = command("rm", "delete images")

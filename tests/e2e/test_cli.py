@@ -207,8 +207,9 @@ def test_share_prints_a_link_that_opens_the_image_for_another_user(
 
     # the other user downloads it with the key; unshare ends the link
     cli2 = Cli(base_url, tmp_path / "other-config")
-    saved = cli2.json("download", str(image["id"]), "--key", key, "-o", str(tmp_path / "o"))
+    saved = cli2.json("download", link, "-o", str(tmp_path / "o"))  # the link carries the key
     assert Path(saved[0]["path"]).read_bytes() == photo.read_bytes()
+    assert cli2.json("info", str(image["id"]), f"--key={key}")["sha256"] == image["sha256"]
     cli("unshare", str(image["id"]))
     assert other.get(f"/images/{image['id']}", params={"accessKey": key}).status_code == 403
     info = cli.json("info", str(image["id"]))

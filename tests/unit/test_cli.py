@@ -80,3 +80,14 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["download"]) == 2
     assert main(["rm", "0"]) == 2
     assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_an_image_is_an_id_or_a_share_link() -> None:
+    from imagerepo_cli.main import image_ref
+
+    assert image_ref("42") == 42 and image_ref("42").key is None
+    link = image_ref("https://d111.cloudfront.net/image/7#key=-ab%2Bc_d")
+    assert link == 7 and link.key == "-ab+c_d"
+    assert image_ref("http://127.0.0.1:3000/image/9?key=k1").key == "k1"
+    with pytest.raises(Exception, match="must be 1 or more"):
+        image_ref("0")
