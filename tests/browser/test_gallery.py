@@ -302,6 +302,35 @@ def test_account_changes_report_the_server_answer(new_page: Any, base_url: str) 
     # PUT /me/password where the server has it; else a clear "not offered yet (HTTP 404/405)"
     assert ("Your password is changed." in text
             or ("does not offer password changes yet" in text and ("HTTP 404" in text or "HTTP 405" in text)))
+    if "Your password is changed." not in text:
+        return
+    # the account goes, with its session
+    page.get_by_label("Password", exact=True).fill("a new passw0rd!")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete my account").click()
+    page.locator(".alert.notice").get_by_text("Your account is deleted.").wait_for()
+    page.get_by_role("link", name="Sign in").wait_for()
+    assert page.evaluate("() => sessionStorage.getItem('imagerepo.session')") is None
+
+
+def test_an_expired_access_token_is_refreshed(new_page: Any, base_url: str) -> None:
+    _, user = register_and_login(base_url, password=PASSWORD)
+    page = new_page()
+    sign_in(page, user["name"])
+    before = page.evaluate("() => JSON.parse(sessionStorage.getItem('imagerepo.session'))")
+    if not before.get("refresh_token"):
+        pytest.skip("this server issues no refresh tokens")
+    page.evaluate("""() => {
+        const s = JSON.parse(sessionStorage.getItem('imagerepo.session'));
+        s.expires_at = 0;
+        sessionStorage.setItem('imagerepo.session', JSON.stringify(s));
+    }""")
+    page.goto("/mine")
+    page.get_by_role("heading", name="My images").wait_for()
+    after = page.evaluate("() => JSON.parse(sessionStorage.getItem('imagerepo.session'))")
+    assert after["access_token"] != before["access_token"]
+    assert after["refresh_token"] != before["refresh_token"]  # rotated
+    assert after["user"]["id"] == user["id"]
 
 
 def test_a_large_file_goes_through_uploads(new_page: Any, base_url: str, tmp_path: Path) -> None:
