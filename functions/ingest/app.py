@@ -1,6 +1,4 @@
-"""S3 ObjectCreated on incoming/: stream the large upload through the chunk store into an image.
-
-On its schedule: re-drive uploads whose event was lost or whose ingest died (uploads.sweep)."""
+"""S3 ObjectCreated on incoming/: stream the large upload through the chunk store into an image."""
 
 from __future__ import annotations
 
@@ -9,18 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
-from imagerepo import uploads
-from imagerepo.api import logger
+from imagerepo import observability, uploads
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@logger.inject_lambda_context
+@observability.handler
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    if "Records" not in event.raw_event:  # the schedule: re-drive uploads left behind
-        return {"swept": uploads.sweep()}
     outcomes = {}
     for record in event.records:
         key = urllib.parse.unquote_plus(record.s3.get_object.key)

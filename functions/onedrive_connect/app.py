@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
 
-from imagerepo.api import logger, require_admin
+from imagerepo import observability
+from imagerepo.api import require_admin
 from imagerepo.onedrive import msal_auth
 from imagerepo.onedrive.web import flow_cookie, make_onedrive_app
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_onedrive_app()
 
@@ -25,6 +22,4 @@ def connect() -> Any:
                     cookies=[flow_cookie(started)], headers={"Cache-Control": "no-store"})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)
