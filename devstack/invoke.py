@@ -14,9 +14,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from devstack.stack import ROOT, Stack, running_stack
+
+if TYPE_CHECKING:
+    from devstack.lambda_runtime import ForkServer
 
 log = logging.getLogger("devstack")
 
@@ -44,7 +47,9 @@ def _env_vars(path: str | None, function: str, declared: dict[str, str]) -> dict
 
 
 def main(argv: list[str], data_dir: Path, *, stdin: IO[str] | None = None,
-         stdout: IO[str] | None = None) -> int:
+         stdout: IO[str] | None = None, forkserver: ForkServer | None = None) -> int:
+    """The command; ``forkserver`` (tests) forks the fresh worker from a running fork
+    server instead of starting a new interpreter."""
     parser = argparse.ArgumentParser(prog="python -m devstack invoke",
                                      description="Invoke one function once, like sam local invoke.")
     parser.add_argument("function", help="the function's logical id in the template")
@@ -73,7 +78,7 @@ def main(argv: list[str], data_dir: Path, *, stdin: IO[str] | None = None,
                      f"({', '.join(sorted(template.functions))})")
     fn = template.functions[args.function]
     env: dict[str, str] = dict(state["env"])
-    runtime = LambdaRuntime(template, env, forkserver=False)
+    runtime = LambdaRuntime(template, env, forkserver=forkserver or False)
     lambda_api = None
     if "AWS_ENDPOINT_URL_LAMBDA" not in env:
         lambda_api = start_lambda_api(runtime)

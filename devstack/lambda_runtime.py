@@ -511,7 +511,7 @@ class LambdaRuntime:
     """The execution environments of every function of a template."""
 
     def __init__(self, template: Template, env_overrides: dict[str, str], *,
-                 forkserver: bool | None = None, concurrency: int | None = None,
+                 forkserver: bool | ForkServer | None = None, concurrency: int | None = None,
                  max_workers: int | None = None, idle_seconds: float | None = None) -> None:
         self.template = template
         self.env_overrides = env_overrides
@@ -528,10 +528,11 @@ class LambdaRuntime:
         self.throttles = 0
         self._async: list[threading.Thread] = []
         self._stopped = threading.Event()
-        use_forkserver = forkserver if forkserver is not None else \
-            os.environ.get("IMAGEREPO_LAMBDA_FORKSERVER", "1") != "0"
-        # Started from this (long-lived) thread: it dies with it.
-        self.forkserver = ForkServer() if use_forkserver else None
+        if forkserver is None:
+            forkserver = os.environ.get("IMAGEREPO_LAMBDA_FORKSERVER", "1") != "0"
+        # Started from this (long-lived) thread: it dies with it. One given is shared, not owned.
+        self._own_forkserver = forkserver is True
+        self.forkserver = ForkServer() if forkserver is True else forkserver or None
         self._reaper = threading.Thread(target=self._reap, name="lambda-reaper", daemon=True)
         self._reaper.start()
 
@@ -684,5 +685,5 @@ class LambdaRuntime:
                 env.stop("stopped")
         for env in envs:
             env.thread.join(5)
-        if self.forkserver is not None:
+        if self.forkserver is not None and self._own_forkserver:
             self.forkserver.stop()

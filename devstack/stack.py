@@ -254,8 +254,6 @@ class Stack:
         self.write_state()
 
     def stop(self) -> None:
-        if self._state_written:
-            (self.data_dir / STATE_FILE).unlink(missing_ok=True)
         if self.events is not None:
             self.events.stop()
         if self.server is not None:
@@ -275,3 +273,5 @@ class Stack:
             self.s3.stop()
         if self.pg is not None:
             self.pg.stop()
+        if self._state_written:  # last: a new start waits for this stack until here
+            (self.data_dir / STATE_FILE).unlink(missing_ok=True)
