@@ -37,6 +37,7 @@ PRELOAD = (
     "http.client", "json", "ssl", "email.parser", "concurrent.futures",
 )
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -56,6 +57,9 @@ def _child(request: dict[str, Any], out_fd: int, ctl: socket.socket, base_path: 
     code = 1
     try:
         _die_with_parent()
+        with contextlib.suppress(Exception):  # `ps -o comm` / top show the function
+            name = request["env"].get("AWS_LAMBDA_FUNCTION_NAME", "lambda").encode()[:15]
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name))
         ctl.close()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

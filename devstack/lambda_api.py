@@ -1,4 +1,4 @@
-"""The Lambda Invoke API over the in-process runtime, like ``sam local start-lambda``.
+"""The Lambda Invoke API over the local execution environments, like ``sam local start-lambda``.
 
 ``POST /2015-03-31/functions/{name}/invocations`` with ``X-Amz-Invocation-Type``
 ``Event`` (queued through :meth:`LambdaRuntime.invoke_async`, 202, retried twice on
