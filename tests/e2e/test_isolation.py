@@ -5,6 +5,8 @@ process, concurrent uploads were refused and thumbnail sizes answered for other 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +16,16 @@ from tests.e2e.conftest import make_jpeg, make_png
 from tests.helpers import Api, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def patient_gateway(stack: Any) -> Iterator[None]:
+    """These tests check who gets which answer, not latency: on a machine shared with other
+    jobs, dozens of simultaneous cold starts may take longer than API Gateway's 30 s."""
+    saved = stack.gateway.integration_timeout
+    stack.gateway.integration_timeout = 300.0
+    yield
+    stack.gateway.integration_timeout = saved
 
 
 def test_32_concurrent_uploads_all_stored_exactly(user: tuple[Api, dict[str, Any]]) -> None:
@@ -66,3 +78,19 @@ def test_concurrent_thumbnail_requests_each_get_their_own_answer(
             assert status == 400 and b'"invalid_size"' in body, (size, status, body[:200])
     assert len(bodies["small"]) == 1 and len(bodies["preview"]) == 1
     assert bodies["small"] != bodies["preview"]
+
+
+def test_authorizer_and_s3_events_run_in_execution_environments(
+        stack: Any, user: tuple[Api, dict[str, Any]]) -> None:
+    api, _ = user
+    r = api.post("/images", files={"file": ("e.jpg", make_jpeg(64, 64, seed=5150))})
+    assert r.status_code == 201, r.text
+    image_id = r.json()["id"]
+    wait_for(lambda: api.get(f"/images/{image_id}/info").json()["thumbnails"]["status"] == "ready",
+             timeout=60)
+    runtime = stack.runtime
+    pids = {fid: {e.pid for e in runtime.workers(fid)}
+            for fid in ("AuthorizerFunction", "ThumbnailerFunction", "ImagesCreateFunction")}
+    assert all(pids.values()), pids  # each has worker processes of its own
+    assert not set.intersection(*pids.values())
+    assert os.getpid() not in set.union(*pids.values())
