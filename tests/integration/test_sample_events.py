@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from devstack import invoke
@@ -49,9 +50,10 @@ def test_devstack_invoke_runs_every_sample_event(stack: Any, base_url: str, tmp_
     def run(name: str) -> str | None:
         event = load_event(name)
         auth = (event.get("requestContext") or {}).get("authorizer")
-        if auth:  # make the placeholder caller a real account of this database
-            _, user = register_and_login(base_url)
+        if auth:  # make the placeholder caller a real account and session of this database
+            api, user = register_and_login(base_url)
             auth["lambda"]["sub"] = str(user["id"])
+            auth["lambda"]["sid"] = jwt.decode(api.token or "", options={"verify_signature": False})["sid"]
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(event))
         code, out = _cli(stack, [FUNCTIONS[name], "-e", str(path)], stack.runtime.forkserver)

@@ -58,3 +58,14 @@ class UpstreamError(AppError):
 
     status = 502
     code = "upstream_error"
+
+
+class TooManyRequests(AppError):
+    """An abuse limit was reached: 429 with ``Retry-After`` (whole seconds)."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))
