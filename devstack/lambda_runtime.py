@@ -297,7 +297,6 @@ class Environment:
                 return None
             self.current = None
             self.last_used = time.monotonic()
-            self.runtime.changed.notify_all()
             return invocation
 
     def invocation_response(self, request_id: str, body: bytes) -> bool:
@@ -516,7 +515,6 @@ class LambdaRuntime:
         self.template = template
         self.env_overrides = env_overrides
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
         self.concurrency = concurrency or int(_env_number("IMAGEREPO_LAMBDA_CONCURRENCY",
                                                           DEFAULT_CONCURRENCY))
         self.max_workers = max_workers or int(_env_number("IMAGEREPO_LAMBDA_MAX_WORKERS",
@@ -660,7 +658,6 @@ class LambdaRuntime:
         if env in envs:
             envs.remove(env)
         del self.cold_starts[:-1000]
-        self.changed.notify_all()
 
     def workers(self, function_id: str | None = None) -> list[Environment]:
         with self.lock:
