@@ -5,6 +5,8 @@ process, concurrent uploads were refused and thumbnail sizes answered for other 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,9 @@ def patient_gateway(stack: Any) -> Iterator[None]:
     stack.gateway.integration_timeout = saved
 
 
-def test_32_concurrent_uploads_all_stored_exactly(user: tuple[Api, dict[str, Any]]) -> None:
+def test_32_concurrent_uploads_all_stored_exactly(user: tuple[Api, dict[str, Any]],
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lambda")
     api, _ = user
     assert api.get("/me").status_code == 200  # the authorizer's answer for this token is cached
     files = [(f"p{i}.png", make_png(24 + i % 5, 20, seed=9000 + i)) if i % 3 == 0
@@ -48,6 +52,13 @@ def test_32_concurrent_uploads_all_stored_exactly(user: tuple[Api, dict[str, Any
         assert (image["description"], image["sha256"]) == (name, hashlib.sha256(data).hexdigest())
         r = api.get(f"/images/{image['id']}")
         assert r.status_code == 200 and r.content == data, name
+    # Each function's log lines carry its own name, and each upload its own correlation id.
+    lines = [(r.name, json.loads(r.getMessage())) for r in caplog.records
+             if r.name.startswith("lambda.") and r.getMessage().startswith("{")]
+    assert lines and all(name == f"lambda.{line['function_name']}" for name, line in lines)
+    created = [line for name, line in lines if line.get("message") == "image created"]
+    assert {line["image_id"] for line in created} >= {image["id"] for _, image in answers}
+    assert len({line["correlation_id"] for line in created}) == len(created)
 
 
 def test_concurrent_thumbnail_requests_each_get_their_own_answer(
