@@ -665,8 +665,7 @@ class LambdaRuntime:
                     if function_id in (None, fid) and not e.dead]
 
     def _reap(self) -> None:
-        interval = max(0.2, min(5.0, self.idle_seconds / 4))
-        while not self._stopped.wait(interval):
+        while not self._stopped.wait(max(0.1, min(1.0, self.idle_seconds / 4))):
             cutoff = time.monotonic() - self.idle_seconds
             with self.lock:
                 for envs in self.environments.values():

@@ -253,24 +253,23 @@ def test_integration_timeout_then_the_function_is_ended_at_its_own(gw: tuple[str
 
 
 def test_function_at_its_concurrency_limit_is_throttled(gw: tuple[str, LocalGateway]) -> None:
+    """ReservedConcurrentExecutions: 1, its one environment busy: the next request is a 429."""
     url, gateway = gw
-    slow: dict[str, requests.Response] = {}
-    t = threading.Thread(target=lambda: slow.update(r=requests.get(f"{url}/single?s=1.5", timeout=30)))
-    t.start()
-    wait_for(lambda: any(not e.available for e in gateway.runtime.workers("SingleFunction")))
+    busy = gateway.runtime.start("SingleFunction", {"queryStringParameters": {"s": "5"}})
     r = requests.get(f"{url}/single?s=0", timeout=10)
     assert (r.status_code, r.json()) == (429, {"message": "Too Many Requests"})
-    t.join()
-    assert slow["r"].status_code == 200
+    busy.done.wait()
+    assert busy.outcome == "ok"
     assert requests.get(f"{url}/single?s=0", timeout=10).status_code == 200
 
 
 def test_report_lines_cold_starts_and_idle_reaping(caplog: pytest.LogCaptureFixture) -> None:
-    runtime = LambdaRuntime(Template(FIXTURE), env_overrides={}, idle_seconds=0.5)
+    runtime = LambdaRuntime(Template(FIXTURE), env_overrides={}, idle_seconds=3600)
     try:
         with caplog.at_level(logging.INFO, logger="lambda.RedFunction"):
             assert runtime.invoke("RedFunction", {})["color"] == "red"
             pid = runtime.invoke("RedFunction", {})["pid"]
+            runtime.idle_seconds = 0.3
             wait_for(lambda: not runtime.workers("RedFunction"), timeout=10)
             assert not _alive(pid)
             assert runtime.invoke("RedFunction", {})["pid"] != pid
