@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from imagerepo import gc
+from imagerepo import gc, observability
 from imagerepo.api import logger
 from imagerepo.config import settings
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@logger.inject_lambda_context
+@observability.handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = gc.collect(settings().gc_grace_seconds)
     logger.info("scheduled gc", extra=result.to_json())

@@ -12,15 +12,13 @@ import json
 import urllib.parse
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 
 from imagerepo import users
 from imagerepo.errors import AppError, BadRequest, Forbidden, TooManyRequests, Unauthorized
+from imagerepo.observability import logger
 from imagerepo.security import Principal, decode_token, parse_bearer
-
-logger = Logger(service="imagerepo")
 
 MAX_JSON_BODY = 64 * 1024
 MAX_PAGE_SIZE = 100

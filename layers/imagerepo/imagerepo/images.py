@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from imagerepo import imaging, throttle
+from imagerepo import imaging, observability, throttle
 from imagerepo.chunkstore import default_store
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
@@ -284,6 +284,7 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
             group_id=group_id, info=info, size=len(new.data)))
         image = load(uow, image_id)
         uow.commit()
+    observability.count(observability.UPLOADS)
     return image, access_key
 
 

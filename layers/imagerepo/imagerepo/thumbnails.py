@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imagerepo import imaging
+from imagerepo import imaging, observability
 from imagerepo.api import logger
 from imagerepo.chunkstore import default_store, manifest_key, thumbnail_key
 from imagerepo.config import settings
@@ -99,11 +99,12 @@ def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
     retry_status = "failed" if current["thumb_attempts"] >= MAX_ATTEMPTS else "pending"
     store = default_store()
     try:
-        data = store.read(sha256)
-        thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
-        for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
-            store.s3.put_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size), Body=body,
-                                ContentType=SIZES[size], CacheControl="public, max-age=31536000")
+        with observability.timed(observability.THUMBNAIL_LATENCY):
+            data = store.read(sha256)
+            thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
+            for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
+                store.s3.put_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size), Body=body,
+                                    ContentType=SIZES[size], CacheControl="public, max-age=31536000")
     except AppError as exc:
         if exc.status < 500:  # the file itself cannot be rendered: retrying will not help
             _finish(sha256, "failed", f"invalid: {exc.message}")
