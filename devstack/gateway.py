@@ -11,7 +11,7 @@ Modelled on API Gateway's behaviour, so what works here works in the cloud:
   30 s integration timeout → 503; a function error (or its own Timeout) → 500, a
   crashed runtime → 502, a throttled function → 429;
 - any method, TRACE or QUERY included, goes through the same routing: an unrouted one
-  is the same 404 JSON. A ``fallback`` (e.g. static files) may answer unrouted requests.
+  is the same 404 JSON (after the web gallery's static files, see devstack/static.py).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from devstack import static
 from devstack.lambda_runtime import Invocation, LambdaRuntime, Throttled
 from devstack.template import Authorizer, Route, Template
 
@@ -106,8 +106,6 @@ class LocalGateway:
         self.integration_timeout = integration_timeout
         self.auth_cache = AuthorizerCache()
         self.authorizer_invocations = 0
-        # Answers requests no route matches (None: 404); e.g. the web app's static files.
-        self.fallback: Callable[[Request], Reply | None] | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.template.routes:
@@ -220,9 +218,11 @@ class LocalGateway:
             return _message(413, "Request Entity Too Large", request_id)
         path = urlsplit(req.target).path
         found = self.match(req.method, path)
-        if found is None:
-            fallback = self.fallback(req) if self.fallback is not None else None
-            return fallback or _message(404, "Not Found", request_id)
+        if found is None:  # the web gallery's files (CloudFront's default behaviour on AWS)
+            page = static.serve(req.method, req.target, req.headers, self.template.routes)
+            if page is not None:
+                return Reply(page.status, page.headers, page.body, "static", request_id)
+            return _message(404, "Not Found", request_id)
         route, params = found
         event = self.build_event(req, route, params, request_id)
         try:
