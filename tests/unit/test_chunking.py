@@ -238,9 +238,10 @@ def test_chunker_from_config(spec: str, expected: Chunker) -> None:
 
 def test_default_spec() -> None:
     chunker = chunker_from_config(DEFAULT_CHUNKER_SPEC)
-    assert chunker == FixedSizeChunker(1 * MiB)
-    assert chunker.name == "fixed"
-    assert chunker.describe() == "fixed:1MiB"
+    assert chunker == FastCDCChunker(16 * KiB, 64 * KiB, 256 * KiB)
+    assert chunker.name == "fastcdc"
+    assert chunker.describe() == "fastcdc:16KiB:64KiB:256KiB"
+    assert chunker_from_config("fixed:1MiB").describe() == "fixed:1MiB"
     cdc = chunker_from_config("fastcdc:65536:262144:1048576")
     assert cdc.name == "fastcdc"
     assert cdc.describe() == "fastcdc:64KiB:256KiB:1MiB"
