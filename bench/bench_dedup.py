@@ -9,7 +9,7 @@ COM segment inserted near the start (generated stand-ins when the corpus is abse
 each copy does not share with it (prefix and suffix compared). For each chunker:
 
 * stored bytes ÷ unique content, when the trio is uploaded in turn (whole-file dedup
-  alone stores all three: ~3×);
+  alone stores all three: ~3x);
 * S3 requests per upload (a PUT per new chunk + the manifest) and per download (a GET
   per chunk), on the trio and on the whole corpus (mostly distinct photos);
 * cost per million uploads at AWS's public prices (us-east-1, S3 Standard):
@@ -158,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         ts, tp, tg = cost(t, len(trio))
         cs, cp, _ = cost(c, len(everything))
         results[spec] = (t, c, ts * MONTHS + tp, cs * MONTHS + cp)
-        print(f"| `{spec}` | {t.stored / unique:.3f} | {t.puts:.1f} | {t.gets:.1f} | {c.puts:.1f} | {c.gets:.1f} "
-              f"| {ts:.2f}, {tp:.2f} | {tg:.2f} | {ts * MONTHS + tp:.0f} | {cs * MONTHS + cp:.0f} |")
+        print(f"| `{spec}` | {t.stored / unique:.3f} | {t.puts:.1f} | {t.gets:.1f} | {c.puts:.1f} "
+              f"| {c.gets:.1f} | {ts:.2f}, {tp:.2f} | {tg:.2f} | {ts * MONTHS + tp:.0f} "
+              f"| {cs * MONTHS + cp:.0f} |")
     eligible = [s for s in SPECS if results[s][0].stored / unique <= TARGET_STORED]
     winner = min(eligible or SPECS, key=lambda s: results[s][2] + results[s][3])
-    print(f"\nLowest 12-month cost (trio + corpus) among chunkers at ≤ {TARGET_STORED}× on the trio: "
+    print(f"\nLowest 12-month cost (trio + corpus) among chunkers at ≤ {TARGET_STORED}x on the trio: "
           f"`{winner}`; configured default: `{DEFAULT_CHUNKER_SPEC}`.\n")
 
     sample = random.Random(7).randbytes(4 * MiB)
@@ -177,18 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     ratio = dt.stored / unique
     emit([
         Row("chunking", "compiled FastCDC (fastcdc_cy), 32 MiB", f"{compiled:.0f} MB/s",
-            "pure-Python FastCDC (fastcdc_py)", f"{pure:.1f} MB/s", f"{compiled / pure:.0f}×"),
+            "pure-Python FastCDC (fastcdc_py)", f"{pure:.1f} MB/s", f"{compiled / pure:.0f}x"),
         Row("chunking", "fixed-size, 32 MiB", f"{fixed:.0f} MB/s", "compiled FastCDC", f"{compiled:.0f} MB/s",
-            f"{fixed / compiled:.1f}×"),
+            f"{fixed / compiled:.1f}x"),
         Row("dedup", f"edited copies: stored ÷ unique content, `{d}`", f"{ratio:.3f}",
-            "whole-file dedup (`fixed:1MiB`)", f"{whole:.3f}", f"{whole / ratio:.2f}× less",
+            "whole-file dedup (`fixed:1MiB`)", f"{whole:.3f}", f"{whole / ratio:.2f}x less",
             f"≤ {TARGET_STORED}", ratio <= TARGET_STORED),
         Row("dedup", f"S3 requests per upload / download, trio, `{d}`", f"{dt.puts:.1f} / {dt.gets:.1f}",
             "`fixed:1MiB`", f"{ft.puts:.1f} / {ft.gets:.1f}", ""),
         Row("dedup", f"S3 requests per upload / download, whole corpus, `{d}`",
             f"{dc.puts:.1f} / {dc.gets:.1f}", "`fixed:1MiB`", f"{fc.puts:.1f} / {fc.gets:.1f}", ""),
         Row("dedup", "12-month $ per 10^6 uploads (trio mix + corpus mix)", f"${d12 + dc12:.0f}",
-            "`fixed:1MiB`", f"${f12 + fc12:.0f}", f"{(f12 + fc12) / (d12 + dc12):.2f}× cheaper"
+            "`fixed:1MiB`", f"${f12 + fc12:.0f}", f"{(f12 + fc12) / (d12 + dc12):.2f}x cheaper"
             if d12 + dc12 else ""),
     ])
     return 0

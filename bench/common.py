@@ -43,7 +43,7 @@ def ratio_row(area: str, figure: str, value: float, peer: str, peer_value: float
     """A row whose ratio is value/peer (or peer/value when lower is better), checked against target."""
     r = (value / peer_value if higher_is_better else peer_value / value) if value and peer_value else 0.0
     return Row(area, figure, f"{fmt.format(value)} {unit}", peer, f"{fmt.format(peer_value)} {unit}",
-               f"{r:.2f}×", f"≥ {target}×" if target is not None else "",
+               f"{r:.2f}x", f"≥ {target}x" if target is not None else "",
                None if target is None else r >= target)
 
 
