@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from imagerepo import gc
-from imagerepo.api import logger
 from imagerepo.config import settings
+from imagerepo.log import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
 from imagerepo import uploads
-from imagerepo.api import logger
+from imagerepo.log import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

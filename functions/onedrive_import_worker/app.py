@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from imagerepo.api import logger
+from imagerepo.log import logger
 from imagerepo.onedrive import importer
 
 if TYPE_CHECKING:

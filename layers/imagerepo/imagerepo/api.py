@@ -12,14 +12,14 @@ import json
 import urllib.parse
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 
 from imagerepo.errors import AppError, BadRequest, Forbidden, Unauthorized
+from imagerepo.log import logger
 from imagerepo.security import Principal, decode_token, parse_bearer
 
-logger = Logger(service="imagerepo")
+__all__ = ["logger"]  # re-exported: HTTP functions log through api
 
 MAX_JSON_BODY = 64 * 1024
 MAX_PAGE_SIZE = 100

@@ -62,7 +62,6 @@ THUMBNAIL_PREFIX = "thumbnails/"
 MANIFEST_CONTENT_TYPE = "application/json"
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class StoreIntegrityError(AppError):
@@ -211,17 +210,70 @@ class ChunkStore:
             wait(futures)
         return [f.result() for f in futures]
 
-    def _put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+    def _put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream",
+                    **extra: str) -> None:
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store PUT {key} failed: {exc}") from exc
+
+    # -- other objects of the bucket (thumbnails, incoming/, materialized/) -----------
+    # Every S3 call of the layer goes through the store or imagerepo.s3, never store.s3.
+
+    def put_object(self, key: str, body: bytes, content_type: str, *,
+                   cache_control: str | None = None) -> None:
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        self._put_object(key, body, content_type, **extra)
+
+    def get_object_bytes(self, key: str) -> bytes:
+        """The object's bytes; :class:`StoreIntegrityError` if it is missing."""
+        return self._get_object(key)
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata (``ContentLength``, ``LastModified``, ...), None if it is missing."""
+        try:
+            return dict(self.s3.head_object(Bucket=self.bucket, Key=key))
+        except ClientError as exc:
+            if s3.is_missing(exc):
+                return None
+            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
+
+    def open_object(self, key: str) -> tuple[int, Any]:
+        """(size, streaming body) of an object; the caller closes the body."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if s3.is_missing(exc):
+                raise StoreIntegrityError(f"object {key} is missing from the store") from exc
+            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+        return int(obj["ContentLength"]), obj["Body"]
+
+    def put_multipart(self, key: str, parts: Iterable[bytes], content_type: str) -> None:
+        """One object from ``parts`` (each >= 5 MiB but the last) by a multipart upload;
+        aborted if anything fails, so no partial object is ever visible."""
+        upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key,
+                                                    ContentType=content_type)["UploadId"]
+        done: list[dict[str, Any]] = []
+        try:
+            for number, body in enumerate(parts, start=1):
+                reply = self.s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                            PartNumber=number, Body=body)
+                done.append({"PartNumber": number, "ETag": reply["ETag"]})
+            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                              MultipartUpload={"Parts": done})
+        except BaseException:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
 
     def _exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if s3.is_missing(exc):
                 return False
             raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
         except BotoCoreError as exc:
@@ -236,7 +288,7 @@ class ChunkStore:
             finally:
                 body.close()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if s3.is_missing(exc):
                 raise StoreIntegrityError(f"object {key} is missing from the store") from exc
             raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
         except BotoCoreError as exc:

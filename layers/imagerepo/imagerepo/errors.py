@@ -6,6 +6,8 @@ Raised anywhere in the layer; the API module turns them into
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 
 class AppError(Exception):
     status = 500
@@ -58,3 +60,10 @@ class UpstreamError(AppError):
 
     status = 502
     code = "upstream_error"
+
+
+def reject_unknown_fields(given: Iterable[str], allowed: Collection[str]) -> None:
+    """400 ``unknown_fields`` naming every field of ``given`` not in ``allowed``."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}", code="unknown_fields")

@@ -14,14 +14,16 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagerepo import imaging
-from imagerepo.chunkstore import default_store
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
-from imagerepo.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from imagerepo.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, reject_unknown_fields
 from imagerepo.security import Principal, generate_access_key, hash_secret, verify_secret
+
+if TYPE_CHECKING:
+    from imagerepo import imaging
+    from imagerepo.chunkstore import ChunkStore
 
 MAX_NAME = 255
 MAX_DESCRIPTION = 2000
@@ -195,6 +197,14 @@ def require_manage(image: Image, who: Principal) -> None:
         raise Forbidden("only the owner or an admin may change this image", code="not_owner")
 
 
+def _store() -> ChunkStore:
+    """The chunk store, imported on first use: it brings boto3, which the functions that
+    only read image records (lists, info, groups) never need."""
+    from imagerepo.chunkstore import default_store
+
+    return default_store()
+
+
 # -- commands ----------------------------------------------------------------
 @dataclass(frozen=True)
 class NewImage:
@@ -248,13 +258,15 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     is_private = parse_bool(new.is_private, "isPrivate") if new.is_private not in (None, "") else False
     access_key = parse_access_key(new.access_key)
     group_id = parse_group_id(new.group_id)
+    from imagerepo import imaging  # Pillow: only the functions that decode load it
+
     info = imaging.inspect_image(new.data, max_pixels=s.max_image_pixels)
     if is_private and access_key is None:
         access_key = generate_access_key()
     key_hash = hash_secret(access_key) if access_key else None
     with unit_of_work() as uow:
         check_group(uow, group_id)  # before storing anything
-        blob = default_store().put(uow, new.data)
+        blob = _store().put(uow, new.data)
         image_id = insert(uow, Record(
             owner_id=owner.user_id, sha256=blob.sha256, name=sanitize_filename(new.filename),
             description=description, is_private=is_private, access_key_hash=key_hash,
@@ -266,9 +278,7 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
 
 def update(image_id: int, who: Principal, changes: dict[str, Any]) -> tuple[Image, str | None]:
     allowed = {"description", "isPrivate", "accessKey", "groupId"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(changes, allowed)
     new_key: str | None = None
     with unit_of_work() as uow:
         image = load(uow, image_id, for_update=True)
@@ -303,12 +313,12 @@ def delete(image_id: int, who: Principal) -> None:
         image = load(uow, image_id, for_update=True)
         require_manage(image, who)
         uow.run("DELETE FROM images WHERE id = :id", id=image_id)
-        default_store().release(uow, image.sha256)
+        _store().release(uow, image.sha256)
         uow.commit()
 
 
 def read_bytes(image: Image) -> bytes:
-    return default_store().read(image.sha256)
+    return _store().read(image.sha256)
 
 
 # -- queries -----------------------------------------------------------------
@@ -320,24 +330,12 @@ def visibility_clause(who: Principal | None) -> tuple[str, dict[str, Any]]:
     return "NOT i.is_private", {}
 
 
-def list_window(who: Principal | None, page: int, page_size: int, *, group_id: int | None = None,
-                only_mine: bool = False, cursor: str | None = None) -> tuple[list[Image], Any]:
-    """A page of visible images and its listing.Window (totals, nextCursor): counters and rank
-    blocks instead of count(*) and OFFSET, see imagerepo.listing."""
-    from imagerepo import listing  # listing builds on this module
-
-    with unit_of_work() as uow:
-        listing.read_only(uow)
-        return listing.images_window(uow, who, page, page_size, group_id=group_id,
-                                     only_mine=only_mine, cursor=cursor)
-
-
 def stats() -> dict[str, Any]:
     with unit_of_work() as uow:
         row = uow.one(
             "SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM images) AS images,"
             " (SELECT coalesce(sum(size), 0) FROM images) AS logical")
-        store = default_store().stats(uow)
+        store = _store().stats(uow)
     assert row is not None
     stored = int(store["storedBytes"])
     logical = int(row["logical"])

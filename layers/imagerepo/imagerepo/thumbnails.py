@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imagerepo import imaging
-from imagerepo.api import logger
 from imagerepo.chunkstore import default_store, manifest_key, thumbnail_key
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
 from imagerepo.errors import AppError, NotFound
+from imagerepo.log import logger
 
 MAX_ATTEMPTS = 3
 STALE_SECONDS = 120
@@ -71,15 +70,12 @@ def _finish(sha256: str, status: str, error: str | None = None) -> None:
 
 
 def _manifest_exists(sha256: str) -> bool:
-    store = default_store()
-    try:
-        store.s3.head_object(Bucket=store.bucket, Key=manifest_key(sha256))
-    except store.s3.exceptions.ClientError:
-        return False
-    return True
+    return default_store().head(manifest_key(sha256)) is not None
 
 
 def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
+    from imagerepo import imaging  # Pillow: the thumbnailer needs it, image_thumbnail does not
+
     claimed, current = _claim(sha256)
     if not claimed and current is None:
         if not _manifest_exists(sha256):
@@ -102,8 +98,8 @@ def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
         data = store.read(sha256)
         thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
         for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
-            store.s3.put_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size), Body=body,
-                                ContentType=SIZES[size], CacheControl="public, max-age=31536000")
+            store.put_object(thumbnail_key(sha256, size), body, SIZES[size],
+                             cache_control="public, max-age=31536000")
     except AppError as exc:
         if exc.status < 500:  # the file itself cannot be rendered: retrying will not help
             _finish(sha256, "failed", f"invalid: {exc.message}")
@@ -143,6 +139,4 @@ def sweep(limit: int = 20) -> list[Outcome]:
 def read(sha256: str, size: str, status: str) -> bytes:
     if status != "ready":
         raise NotFound(f"thumbnails are {status}", code="thumbnail_not_ready")
-    store = default_store()
-    obj = store.s3.get_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size))
-    return bytes(obj["Body"].read())
+    return default_store().get_object_bytes(thumbnail_key(sha256, size))
