@@ -252,6 +252,15 @@ class ChunkStore:
             raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
         return int(obj["ContentLength"]), obj["Body"]
 
+    def copy_object(self, source: str, target: str, content_type: str) -> None:
+        """A server-side copy within the bucket (one request, no bytes through Lambda)."""
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=target,
+                                CopySource={"Bucket": self.bucket, "Key": source},
+                                ContentType=content_type, MetadataDirective="REPLACE")
+        except (BotoCoreError, ClientError) as exc:
+            raise UpstreamError(f"object store COPY {source} -> {target} failed: {exc}") from exc
+
     def put_multipart(self, key: str, parts: Iterable[bytes], content_type: str) -> None:
         """One object from ``parts`` (each >= 5 MiB but the last) by a multipart upload;
         aborted if anything fails, so no partial object is ever visible."""
@@ -343,6 +352,21 @@ class ChunkStore:
         assert row is not None
         return StoredBlob(sha, int(row["size"]), int(row["chunk_count"]), bool(row["inserted"]))
 
+    def add_reference(self, uow: UnitOfWork, sha256: str) -> StoredBlob | None:
+        """One more reference on an existing blob (the duplicate upload's whole cost), else None.
+
+        Like the upsert, it waits for a transaction holding the row (a concurrent upload
+        of the same file, or GC); if GC deleted it meanwhile, nothing matches: None.
+        """
+        row = uow.one(
+            "UPDATE blobs SET refcount = refcount + 1, zero_since = NULL WHERE sha256 = :sha"
+            " RETURNING size, chunk_count",
+            sha=check_hash(sha256),
+        )
+        if row is None:
+            return None
+        return StoredBlob(sha256, int(row["size"]), int(row["chunk_count"]), False)
+
     def _upsert_chunks(self, uow: UnitOfWork, chunks: Sequence[tuple[str, int]]) -> dict[str, int | None]:
         """Add each chunk's occurrences to its refcount, locking rows in hash order.
 
@@ -379,10 +403,11 @@ class ChunkStore:
         manifest = build_manifest(blob.sha256, blob.size, self.chunker.describe(), chunks)
         self._put_object(manifest_key(blob.sha256), manifest, MANIFEST_CONTENT_TYPE)
 
-    def put(self, uow: UnitOfWork, data: bytes) -> StoredBlob:
+    def put(self, uow: UnitOfWork, data: bytes, *, sha256: str | None = None) -> StoredBlob:
         """Add one reference to the blob holding ``data``, inside the caller's transaction.
 
-        Nothing is committed here: the caller records its image in ``uow`` and commits;
+        ``sha256``, when given, must be the caller's own SHA-256 of ``data`` (saves hashing
+        twice). Nothing is committed here: the caller records its image in ``uow`` and commits;
         if anything raises, its rollback undoes every refcount change (objects already
         PUT become orphans that GC removes after the grace period). Chunk row locks
         are held until that commit, which is what keeps GC away from them. Use one
@@ -390,7 +415,10 @@ class ChunkStore:
         """
         if not data:
             raise BadRequest("the file is empty", code="empty_file")
-        sha = _sha256(data)
+        sha = sha256 or _sha256(data)  # a caller that hashed already passes it
+        known = self.add_reference(uow, sha)
+        if known is not None:
+            return known  # already stored: no chunking, no S3 request
         pieces = list(self.chunker.split_bytes(data))
         blob = self._upsert_blob(uow, sha, len(data), len(pieces))
         if not blob.created:
@@ -436,18 +464,37 @@ class ChunkStore:
             f"chunks of the upload were garbage-collected before it could be recorded ({attempts} attempts)"
         )
 
-    def _needs_object(self, uow: UnitOfWork, h: str) -> bool:
-        refcount = uow.scalar("SELECT refcount FROM chunks WHERE hash = :h", h=h)
-        return refcount is None or refcount == 0
+    @staticmethod
+    def _needing_objects(uow: UnitOfWork, hashes: Sequence[str]) -> set[str]:
+        """Those of ``hashes`` whose row is absent or at refcount 0 (one query)."""
+        live = uow.run("SELECT hash FROM chunks WHERE hash = ANY(CAST(:h AS char(64)[])) AND refcount > 0",
+                       h=list(hashes))
+        return set(hashes) - {str(h) for (h,) in live}
 
     def _stage(self, uow: UnitOfWork, open_source: Callable[[], Readable]) -> _Staged:
-        """Phase 1 of put_stream; at most ``stream_window`` chunk PUTs are in flight."""
+        """Phase 1 of put_stream: chunk, hash, PUT what is missing.
+
+        Chunks are checked against the database ``stream_window`` at a time (one query
+        per batch) and their PUTs overlap the chunking of the next batch; at most
+        ``stream_window`` PUTs are in flight, so memory holds about two windows of chunks.
+        """
         whole = hashlib.sha256()
         chunks: list[tuple[str, int]] = []
         seen: set[str] = set()
+        batch: list[tuple[str, bytes]] = []
         inflight: deque[Future[None]] = deque()
         pool = self._pool()
         source = open_source()
+
+        def flush() -> None:
+            needed = self._needing_objects(uow, [h for h, _ in batch])
+            for h, piece in batch:
+                if h in needed:
+                    while len(inflight) >= self.stream_window:
+                        inflight.popleft().result()
+                    inflight.append(pool.submit(self._put_object, chunk_key(h), piece))
+            batch.clear()
+
         try:
             for piece in self.chunker.split(source):
                 whole.update(piece)
@@ -456,10 +503,11 @@ class ChunkStore:
                 if h in seen:
                     continue
                 seen.add(h)
-                if self._needs_object(uow, h):
-                    while len(inflight) >= self.stream_window:
-                        inflight.popleft().result()
-                    inflight.append(pool.submit(self._put_object, chunk_key(h), piece))
+                batch.append((h, piece))
+                if len(batch) >= self.stream_window:
+                    flush()
+            if batch:
+                flush()
             while inflight:
                 inflight.popleft().result()
         finally:
@@ -622,7 +670,10 @@ class ChunkStore:
 def default_store() -> ChunkStore:
     """The process-wide store from settings (warm invocations reuse pool and cache)."""
     s = settings()
-    return ChunkStore(s3.client(), s.bucket, chunker_from_config(s.chunker), shared_cache())
+    # FastCDC chunks average 64 KiB: 16 requests in flight and windows of 32 chunks
+    # (at most 32 x 256 KiB = 8 MiB held) keep S3 busy without much memory.
+    return ChunkStore(s3.client(), s.bucket, chunker_from_config(s.chunker), shared_cache(),
+                      max_workers=16, stream_window=32)
 
 
 class _Unclosable:

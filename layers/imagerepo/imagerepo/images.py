@@ -247,6 +247,21 @@ def insert(uow: UnitOfWork, rec: Record) -> int:
         src=rec.source, ref=rec.source_ref))
 
 
+def validated_info(sha256: str) -> imaging.ImageInfo | None:
+    """How stored content was judged when it was validated (by any earlier image of it)."""
+    with unit_of_work() as uow:
+        row = uow.one("SELECT i.content_type, i.width, i.height FROM images i"
+                      " JOIN blobs b ON b.sha256 = i.blob_sha256"
+                      " WHERE i.blob_sha256 = :s AND b.refcount > 0 LIMIT 1", s=sha256)
+    if row is None:
+        return None
+    from imagerepo import imaging
+
+    fmt = next((f for f, ct in imaging.SUPPORTED_FORMATS.items() if ct == row["content_type"]), "")
+    return imaging.ImageInfo(format=fmt, content_type=row["content_type"], width=row["width"],
+                             height=row["height"], frames=1)
+
+
 def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     """Validate by decoding, store the bytes deduplicated, record the image; one transaction."""
     s = settings()
@@ -258,15 +273,20 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     is_private = parse_bool(new.is_private, "isPrivate") if new.is_private not in (None, "") else False
     access_key = parse_access_key(new.access_key)
     group_id = parse_group_id(new.group_id)
-    from imagerepo import imaging  # Pillow: only the functions that decode load it
+    digest = hashlib.sha256(new.data).hexdigest()
+    # Content already stored was validated when it first came in: its SHA-256 vouches
+    # for it, so a duplicate upload is not decoded again.
+    info = validated_info(digest)
+    if info is None:
+        from imagerepo import imaging  # Pillow: only the functions that decode load it
 
-    info = imaging.inspect_image(new.data, max_pixels=s.max_image_pixels)
+        info = imaging.inspect_image(new.data, max_pixels=s.max_image_pixels)
     if is_private and access_key is None:
         access_key = generate_access_key()
     key_hash = hash_secret(access_key) if access_key else None
     with unit_of_work() as uow:
         check_group(uow, group_id)  # before storing anything
-        blob = _store().put(uow, new.data)
+        blob = _store().put(uow, new.data, sha256=digest)
         image_id = insert(uow, Record(
             owner_id=owner.user_id, sha256=blob.sha256, name=sanitize_filename(new.filename),
             description=description, is_private=is_private, access_key_hash=key_hash,

@@ -188,6 +188,12 @@ def ingest(upload_id: str) -> str:
                     info=info, size=size))
                 uow.run("UPDATE uploads SET status = 'ready', image_id = :img, error = NULL,"
                         " updated_at = now() WHERE id = CAST(:id AS uuid)", img=image_id, id=upload_id)
+                if size > settings().max_response_bytes:
+                    # Served by a 307 to materialized/<sha>: the incoming object already is
+                    # that copy, so the first download need not reassemble it from chunks.
+                    from imagerepo.downloads import materialized_key
+
+                    store.copy_object(key, materialized_key(blob.sha256), info.content_type)
                 uow.commit()
     except AppError as exc:  # RetryableStoreError is a 503 AppError
         if exc.status < 500:
