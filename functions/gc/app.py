@@ -1,4 +1,5 @@
-"""Scheduled garbage collection (EventBridge): frees chunks unreferenced for the grace period."""
+"""Scheduled garbage collection (EventBridge): frees chunks unreferenced for the grace period;
+its orphan sweep lists a bounded slice of the bucket per run, resuming where the last stopped."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = gc.collect(settings().gc_grace_seconds)
+    # Bounded orphan sweep: a few pages per prefix, resumed next run (POST /admin/gc sweeps all).
+    result = gc.collect(settings().gc_grace_seconds, sweep_pages=gc.SCHEDULED_SWEEP_PAGES)
     logger.info("scheduled gc", extra=result.to_json())
     return result.to_json()

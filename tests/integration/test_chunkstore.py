@@ -522,3 +522,28 @@ def test_blobs_of_an_earlier_chunker_stay_readable_after_the_default_changes(sta
     finally:
         old.close()
         new.close()
+
+
+def test_bounded_orphan_sweep_resumes_where_it_stopped(store: ChunkStore) -> None:
+    """The scheduled GC lists a few pages per run, not the whole bucket: orphans beyond
+    its slice wait for a later run, which starts after the last key listed."""
+    planted = [chunk_key("0" * 60 + f"{i:04x}") for i in range(1, 4)]  # the first keys of chunks/
+    for key in planted:
+        store._put_object(key, b"orphan")
+    with unit_of_work() as uow:
+        uow.run("DELETE FROM gc_sweep_cursor")
+        uow.commit()
+
+    def cursor() -> list[Any]:
+        with unit_of_work() as uow:
+            return list(uow.run("SELECT start_after, passes FROM gc_sweep_cursor WHERE prefix = 'chunks/'"))
+
+    first = gc.collect(0, store=store, sweep_pages=1, sweep_page_size=2)
+    assert [exists(store, k) for k in planted] == [False, False, True]
+    assert first.orphans_removed >= 2
+    assert cursor() == [[planted[1], 0]]
+    gc.collect(0, store=store, sweep_pages=1, sweep_page_size=2)
+    assert not exists(store, planted[2])
+    while cursor()[0][1] == 0:  # the rest of chunks/, two keys a run, until the pass ends
+        gc.collect(0, store=store, sweep_pages=50, sweep_page_size=2)
+    assert cursor() == [["", 1]]

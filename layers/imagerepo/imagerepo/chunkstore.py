@@ -325,11 +325,15 @@ class ChunkStore:
             count += len(batch)
         return count
 
-    def list_objects(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
-        """Pages (up to 1000) of ``{"Key", "Size", "LastModified"}`` under ``prefix``."""
+    def list_objects(self, prefix: str, *, start_after: str = "",
+                     page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Pages (up to ``page_size``) of ``{"Key", "Size", "LastModified"}`` under ``prefix``,
+        in key order, from the first key after ``start_after``."""
         paginator = self.s3.get_paginator("list_objects_v2")
+        extra = {"StartAfter": start_after} if start_after else {}
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix,
+                                           PaginationConfig={"PageSize": page_size}, **extra):
                 yield list(page.get("Contents") or [])
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store LIST {prefix} failed: {exc}") from exc
