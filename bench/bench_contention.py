@@ -72,6 +72,36 @@ def burst(n: int, datas: list[bytes], owner: object) -> tuple[float, list[float]
     return wall, latencies
 
 
+def prefix_rates(lambdas: int = 1000, seconds: int = 10) -> list[Row]:
+    """Simulated S3 request rates per key prefix for ``lambdas`` busy functions.
+
+    Each Lambda uploads a new 2.2 MB photo every 0.5 s (34 chunk PUTs at the default
+    FastCDC setting, a manifest, 2 thumbnails) or serves a cold download every 0.2 s
+    (34 chunk GETs). Chunk keys are SHA-256 (uniform), so they are drawn at random;
+    the per-second count of the busiest prefix is compared with S3's per-prefix limits.
+    """
+    import collections
+    import random
+
+    rng = random.Random(12)
+    rows = []
+    for what, per_s, per_op, limit in (("PUT", 2.0, 34, 3500), ("GET", 5.0, 34, 5500)):
+        worst = 0
+        for _ in range(seconds):
+            counts = collections.Counter(f"chunks/{rng.getrandbits(8):02x}/"
+                                         for _ in range(int(lambdas * per_s * per_op)))
+            worst = max(worst, max(counts.values()))
+        total = int(lambdas * per_s * per_op)
+        rows.append(Row("scale", f"{lambdas} Lambdas: chunk {what}s/s, busiest of 256 chunks/xx/ prefixes "
+                        f"(total {total:,}/s)", f"{worst:,}/s", f"S3 limit per prefix ({what})",
+                        f"{limit:,}/s", f"{worst / limit:.2f}x", f"≤ {limit:,}/s", worst <= limit))
+    unsplit = int(lambdas * 2.0 * 2)
+    rows.append(Row("scale", f"{lambdas} Lambdas: thumbnail PUTs/s on thumbnails/ before S3 splits it",
+                    f"{unsplit:,}/s", "S3 limit per prefix (PUT)", "3,500/s", f"{unsplit / 3500:.2f}x",
+                    "≤ 3,500/s", unsplit <= 3500))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="16,64")
@@ -82,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         stack = Stack(Path(tmp), port=0)
         stack.start_services()
         try:
-            return run([int(x) for x in args.sizes.split(",")])
+            code = run([int(x) for x in args.sizes.split(",")])
+            emit(prefix_rates())
+            return code
         finally:
             from imagerepo.db import discard_connection
 
