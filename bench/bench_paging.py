@@ -122,11 +122,12 @@ def run(stack: Any, n: int, runs: int) -> int:
 
     rows: list[Row] = []
     from imagerepo.db import unit_of_work
-    from imagerepo.security import Principal, issue_token
+    from imagerepo.security import Principal
+    from imagerepo.users import User, start_session
 
     user, group, seconds = seed(n)
     owner = Principal(user, "user", "bench")
-    token, _ = issue_token(owner)
+    token = start_session(User(id=user, name="bench", email="", role="user"))["access_token"]
     with unit_of_work() as uow:
         blocks = uow.scalar("SELECT count(*) FROM listing_blocks WHERE kind = 1 AND scope = :g", g=group)
     url = f"{stack.url}/groups/{group}/images"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import requests.adapters
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "tests" / "events"
@@ -65,13 +66,32 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}{secrets.token_hex(4)}"
 
 
-class Api:
-    """A thin requests wrapper that remembers a bearer token."""
+class _SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connect from a chosen loopback address (127.0.0.0/8 all reaches 127.0.0.1)."""
 
-    def __init__(self, base_url: str, token: str | None = None) -> None:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Api:
+    """A thin requests wrapper that remembers a bearer token.
+
+    ``source`` (e.g. ``127.0.0.77``) makes the gateway see another client address, for
+    tests of per-source limits that must not count against the rest of the suite."""
+
+    def __init__(self, base_url: str, token: str | None = None, source: str | None = None) -> None:
         self.base = base_url.rstrip("/")
         self.session = requests.Session()
         self.token = token
+        self.refresh_token: str | None = None
+        self.source = source
+        if source:
+            self.session.mount("http://", _SourceAddressAdapter(source))
 
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         headers = dict(kw.pop("headers", {}) or {})
@@ -93,8 +113,11 @@ class Api:
     def delete(self, path: str, **kw: Any) -> requests.Response:
         return self.request("DELETE", path, **kw)
 
+    def patch(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("PATCH", path, **kw)
+
     def anonymous(self) -> Api:
-        return Api(self.base)
+        return Api(self.base, source=self.source)
 
 
 def register_and_login(base_url: str, name: str | None = None,
@@ -107,6 +130,7 @@ def register_and_login(base_url: str, name: str | None = None,
     r = api.post("/login", json={"username": name, "password": password})
     assert r.status_code == 200, r.text
     api.token = r.json()["access_token"]
+    api.refresh_token = r.json()["refresh_token"]
     return api, user
 
 

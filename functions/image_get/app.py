@@ -19,6 +19,7 @@ from imagerepo.api import (
     make_app,
     not_modified,
     path_id,
+    source_ip,
 )
 from imagerepo.config import settings
 
@@ -30,7 +31,8 @@ app = make_app()
 
 @app.get("/images/<id>")
 def get_image(id: str) -> Any:
-    image = images.get_visible(path_id(app), caller(app), access_key(app))
+    image = images.get_visible(path_id(app), caller(app), access_key(app),
+                                source=source_ip(app))
     etag = f'"{image.sha256}"'
     cache = cache_control(image.is_private, public_max_age=3600)
     if etag_matches(app, etag):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 
 from imagerepo import images
-from imagerepo.api import access_key, caller, logger, make_app, path_id
+from imagerepo.api import access_key, caller, logger, make_app, path_id, source_ip
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,7 +18,8 @@ app = make_app()
 @app.get("/images/<id>/info")
 def image_info(id: str) -> Any:
     who = caller(app)
-    image = images.get_visible(path_id(app), who, access_key(app))
+    image = images.get_visible(path_id(app), who, access_key(app),
+                                source=source_ip(app))
     return image.to_json(who)
 
 

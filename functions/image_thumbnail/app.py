@@ -18,6 +18,7 @@ from imagerepo.api import (
     not_modified,
     path_id,
     query,
+    source_ip,
 )
 from imagerepo.errors import BadRequest
 
@@ -29,7 +30,8 @@ app = make_app()
 
 @app.get("/images/<id>/thumbnail")
 def get_thumbnail(id: str) -> Any:
-    image = images.get_visible(path_id(app), caller(app), access_key(app))
+    image = images.get_visible(path_id(app), caller(app), access_key(app),
+                                source=source_ip(app))
     size = query(app, "size") or "small"
     if size not in thumbnails.SIZES:
         raise BadRequest("size must be small or preview", code="invalid_size")

@@ -1,4 +1,5 @@
-"""POST /login: {username (email or name), password} → {access_token, token_type, expires_in}."""
+"""POST /login: {username (email or name), password} → {access_token, token_type, expires_in,
+refresh_token, refresh_expires_in}; failures throttled per account and source address."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from imagerepo import security, users
-from imagerepo.api import json_body, logger, make_app
+from imagerepo import users
+from imagerepo.api import json_body, logger, make_app, source_ip
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,9 +19,7 @@ app = make_app()
 @app.post("/login")
 def login() -> Any:
     body = json_body(app)
-    user = users.authenticate(body.get("username"), body.get("password"))
-    token, ttl = security.issue_token(user.principal)
-    return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
+    return users.login(body.get("username"), body.get("password"), source_ip(app))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

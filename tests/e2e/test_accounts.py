@@ -33,11 +33,14 @@ def test_register_login_me(base_url: str) -> None:
         r = api.post("/login", json={"username": username, "password": "a long passphrase"})
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
-        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+        assert body["refresh_expires_in"] == 30 * 24 * 3600
+        assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token",
+                             "refresh_expires_in"}
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["sub"] == str(user["id"]) and claims["role"] == "user"
-    assert {"iat", "exp", "iss", "aud", "jti"} <= set(claims)
+    assert {"iat", "exp", "iss", "aud", "jti", "sid"} <= set(claims)
+    assert jwt.get_unverified_header(body["access_token"])["kid"]
     api.token = body["access_token"]
     r = api.get("/me")
     assert (r.status_code, r.json()) == (200, user)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.helpers import invoke, json_of, load_event, unique
@@ -30,10 +31,12 @@ def test_register_login_me_events(stack: Any) -> None:
     event["body"] = json.dumps({"username": name, "password": "pw-long-enough"})
     result = invoke("login", event)
     assert result["statusCode"] == 200 and json_of(result)["token_type"] == "Bearer"
+    token = json_of(result)["access_token"]
+    sid = jwt.decode(token, options={"verify_signature": False})["sid"]
 
     event = load_event("me")
     event["requestContext"]["authorizer"]["lambda"] = {"sub": str(user["id"]), "role": "user",
-                                                       "name": name}
+                                                       "name": name, "sid": sid}
     result = invoke("me", event)
     assert result["statusCode"] == 200 and json_of(result) == user
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from devstack.template import Template
@@ -37,9 +38,10 @@ RUNNABLE = sorted(n for n in FUNCTIONS if not n.startswith("onedrive_") and n !=
 def test_sample_event_runs(stack: Any, base_url: str, name: str) -> None:
     event = load_event(name)
     auth = (event.get("requestContext") or {}).get("authorizer")
-    if auth:  # make the placeholder caller a real account of this database
-        _, user = register_and_login(base_url)
+    if auth:  # make the placeholder caller a real account and session of this database
+        api, user = register_and_login(base_url)
         auth["lambda"]["sub"] = str(user["id"])
+        auth["lambda"]["sid"] = jwt.decode(api.token or "", options={"verify_signature": False})["sid"]
     result = stack.runtime.invoke(FUNCTIONS[name], event)
     if "routeKey" in event:
         assert result["statusCode"] < 500, result

@@ -15,7 +15,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 
-from imagerepo.errors import AppError, BadRequest, Forbidden, Unauthorized
+from imagerepo import users
+from imagerepo.errors import AppError, BadRequest, Forbidden, TooManyRequests, Unauthorized
 from imagerepo.log import logger
 from imagerepo.security import Principal, decode_token, parse_bearer
 
@@ -25,10 +26,11 @@ MAX_JSON_BODY = 64 * 1024
 MAX_PAGE_SIZE = 100
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                   **extra: Any) -> Response:
     body = {"error": {"code": code, "message": message, **extra}}
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps(body), headers={"Cache-Control": "no-store"})
+                    body=json.dumps(body), headers={"Cache-Control": "no-store", **(headers or {})})
 
 
 def make_app() -> APIGatewayHttpResolver:
@@ -38,7 +40,8 @@ def make_app() -> APIGatewayHttpResolver:
     def _app_error(exc: AppError) -> Response:
         if exc.status >= 500:
             logger.exception("dependency failure", extra={"code": exc.code})
-        return error_response(exc.status, exc.code, exc.message)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return error_response(exc.status, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
@@ -59,15 +62,33 @@ def make_app() -> APIGatewayHttpResolver:
 
 
 def caller(app: APIGatewayHttpResolver) -> Principal | None:
-    """The authorizer's verdict on protected routes; an optional bearer token on public ones."""
+    """Who calls, as the database knows them now (session live, account enabled, its role).
+
+    The identity is the authorizer's verdict on protected routes (which API Gateway may
+    have cached for minutes) or an optional bearer token on public ones; either way
+    :func:`users.current` checks it with one indexed read, once per request.
+    """
+    if "caller" in app.context:
+        return app.context["caller"]
     ctx = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     lam = ctx.get("lambda")
-    if lam:
-        return Principal.from_context(lam)
     header = app.current_event.headers.get("authorization")
-    if not header:
-        return None
-    return decode_token(parse_bearer(header))
+    if lam:
+        claimed: Principal | None = Principal.from_context(lam)
+    elif header:
+        claimed = decode_token(parse_bearer(header))
+    else:
+        claimed = None
+    principal = users.current(claimed) if claimed is not None else None
+    app.append_context(caller=principal)
+    return principal
+
+
+def source_ip(app: APIGatewayHttpResolver) -> str | None:
+    """The client's address as API Gateway saw it (the key of per-source abuse limits)."""
+    http = (app.current_event.raw_event.get("requestContext") or {}).get("http") or {}
+    ip = http.get("sourceIp")
+    return str(ip)[:64] if ip else None
 
 
 def require_caller(app: APIGatewayHttpResolver) -> Principal:

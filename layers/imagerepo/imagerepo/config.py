@@ -29,6 +29,17 @@ def _secret(arn: str) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
+def _previous_secret(arn: str) -> str | None:
+    """The secret's AWSPREVIOUS version (right after a rotation), or None when there is none."""
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_secret(arn, max_age=300, VersionStage="AWSPREVIOUS")
+    except parameters.exceptions.GetParameterError:
+        return None
+    return value if isinstance(value, str) else value.decode()
+
+
 @dataclass(frozen=True)
 class Settings:
     db_host: str
@@ -37,9 +48,16 @@ class Settings:
     db_user: str
     db_password: str
     jwt_secret: str
+    jwt_previous_secret: str | None
     jwt_issuer: str
     jwt_audience: str
     token_ttl_seconds: int
+    refresh_ttl_seconds: int
+    login_account_max_failures: int
+    login_source_max_failures: int
+    access_key_max_failures: int
+    failure_window_seconds: int
+    user_quota_bytes: int
     bucket: str
     s3_endpoint_url: str | None
     s3_public_endpoint_url: str | None
@@ -88,8 +106,10 @@ def _db_credentials() -> dict[str, Any]:
 def settings() -> Settings:
     creds = _db_credentials()
     jwt_secret = os.environ.get("JWT_SECRET", "")
+    jwt_previous = os.environ.get("JWT_PREVIOUS_SECRET") or None
     if not jwt_secret and os.environ.get("JWT_SECRET_ARN"):
         jwt_secret = _secret(os.environ["JWT_SECRET_ARN"])
+        jwt_previous = _previous_secret(os.environ["JWT_SECRET_ARN"])
     return Settings(
         db_host=str(creds["host"]),
         db_port=int(creds["port"]),
@@ -97,9 +117,16 @@ def settings() -> Settings:
         db_user=str(creds["username"]),
         db_password=str(creds["password"]),
         jwt_secret=jwt_secret,
+        jwt_previous_secret=jwt_previous,
         jwt_issuer=os.environ.get("JWT_ISSUER", "imagerepo"),
         jwt_audience=os.environ.get("JWT_AUDIENCE", "imagerepo-api"),
-        token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+        token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 900),
+        refresh_ttl_seconds=_int("REFRESH_TTL_SECONDS", 30 * 24 * 3600),
+        login_account_max_failures=_int("LOGIN_ACCOUNT_MAX_FAILURES", 10),
+        login_source_max_failures=_int("LOGIN_SOURCE_MAX_FAILURES", 100),
+        access_key_max_failures=_int("ACCESS_KEY_MAX_FAILURES", 20),
+        failure_window_seconds=_int("FAILURE_WINDOW_SECONDS", 900),
+        user_quota_bytes=_int("USER_QUOTA_BYTES", 10 * 1024**3),
         bucket=os.environ.get("BUCKET_NAME", "imagerepo"),
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
         s3_public_endpoint_url=os.environ.get("S3_PUBLIC_ENDPOINT_URL") or None,

@@ -62,6 +62,17 @@ class UpstreamError(AppError):
     code = "upstream_error"
 
 
+class TooManyRequests(AppError):
+    """An abuse limit was reached: 429 with ``Retry-After`` (whole seconds)."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))
+
+
 def reject_unknown_fields(given: Iterable[str], allowed: Collection[str]) -> None:
     """400 ``unknown_fields`` naming every field of ``given`` not in ``allowed``."""
     unknown = sorted(set(given) - set(allowed))

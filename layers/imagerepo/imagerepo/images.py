@@ -16,9 +16,17 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from imagerepo import throttle
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
-from imagerepo.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, reject_unknown_fields
+from imagerepo.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    reject_unknown_fields,
+)
 from imagerepo.security import Principal, generate_access_key, hash_secret, verify_secret
 
 if TYPE_CHECKING:
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
 
 MAX_NAME = 255
 MAX_DESCRIPTION = 2000
-_ACCESS_KEY = re.compile(r"^[\x21-\x7e]{4,128}$")
+_ACCESS_KEY = re.compile(r"^[\x21-\x7e]{8,128}$")
 
 _COLUMNS = """i.id, i.owner_id, u.name AS owner_name, i.blob_sha256, i.name, i.description,
     i.is_private, i.access_key_hash, i.group_id, i.content_type, i.width, i.height, i.size,
@@ -117,7 +125,7 @@ def parse_access_key(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _ACCESS_KEY.match(value):
-        raise BadRequest("accessKey must be 4-128 printable characters without spaces",
+        raise BadRequest("accessKey must be 8-128 printable characters without spaces",
                          code="invalid_access_key")
     return value
 
@@ -174,21 +182,39 @@ def _key_matches(image: Image, key: str) -> bool:
     return verdict
 
 
-def can_view(image: Image, who: Principal | None, access_key: str | None) -> bool:
+def access_key_limit() -> throttle.Limit:
+    s = settings()
+    return throttle.Limit("access_key", s.access_key_max_failures, s.failure_window_seconds,
+                          "access_key_throttled",
+                          "too many wrong access keys for this image: wait for the time in Retry-After")
+
+
+def can_view(image: Image, who: Principal | None, access_key: str | None,
+             source: str | None = None) -> bool:
+    """Wrong keys are counted per image and source address; at the limit every key is
+    refused with 429 (the right one too) until the window passes."""
     if not image.is_private or image.is_owned_by(who) or (who is not None and who.is_admin):
         return True
-    return bool(access_key) and len(access_key or "") <= 128 and _key_matches(image, access_key or "")
+    if not access_key:
+        return False
+    reservation = throttle.reserve([(access_key_limit(), f"{image.id}|{source or '-'}")])
+    if len(access_key) <= 128 and _key_matches(image, access_key):
+        reservation.release()
+        return True
+    return False
 
 
-def require_view(image: Image, who: Principal | None, access_key: str | None) -> None:
-    if not can_view(image, who, access_key):
+def require_view(image: Image, who: Principal | None, access_key: str | None,
+                 source: str | None = None) -> None:
+    if not can_view(image, who, access_key, source):
         raise Forbidden("this image is private: the owner's token or its access key is required",
                         code="private_image")
 
 
-def get_visible(image_id: int, who: Principal | None, access_key: str | None) -> Image:
+def get_visible(image_id: int, who: Principal | None, access_key: str | None,
+                source: str | None = None) -> Image:
     image = get(image_id)
-    require_view(image, who, access_key)
+    require_view(image, who, access_key, source)
     return image
 
 
@@ -206,6 +232,10 @@ def _store() -> ChunkStore:
 
 
 # -- commands ----------------------------------------------------------------
+class QuotaExceeded(Forbidden):
+    code = "quota_exceeded"
+
+
 @dataclass(frozen=True)
 class NewImage:
     filename: str | None
@@ -286,6 +316,7 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     key_hash = hash_secret(access_key) if access_key else None
     with unit_of_work() as uow:
         check_group(uow, group_id)  # before storing anything
+        check_quota(uow, owner, len(new.data))
         blob = _store().put(uow, new.data, sha256=digest)
         image_id = insert(uow, Record(
             owner_id=owner.user_id, sha256=blob.sha256, name=sanitize_filename(new.filename),
@@ -328,13 +359,44 @@ def update(image_id: int, who: Principal, changes: dict[str, Any]) -> tuple[Imag
     return image, new_key
 
 
+def _remove(uow: UnitOfWork, image_id: int, sha256: str) -> None:
+    """Delete the row and release its blob reference, in the caller's transaction."""
+    uow.run("DELETE FROM images WHERE id = :id", id=image_id)
+    _store().release(uow, sha256)
+
+
 def delete(image_id: int, who: Principal) -> None:
     with unit_of_work() as uow:
         image = load(uow, image_id, for_update=True)
         require_manage(image, who)
-        uow.run("DELETE FROM images WHERE id = :id", id=image_id)
-        _store().release(uow, image.sha256)
+        _remove(uow, image_id, image.sha256)
         uow.commit()
+
+
+def delete_all_owned_by(uow: UnitOfWork, owner_id: int) -> int:
+    """Every image of an account, each exactly as :func:`delete` does (blobs in hash order)."""
+    rows = uow.rows("SELECT id, blob_sha256 FROM images WHERE owner_id = :o"
+                    " ORDER BY blob_sha256 COLLATE \"C\", id FOR UPDATE", o=owner_id)
+    for row in rows:
+        _remove(uow, row["id"], row["blob_sha256"].strip())
+    return len(rows)
+
+
+def check_quota(uow: UnitOfWork, owner: Principal, adding: int) -> None:
+    """The owner's images plus ``adding`` bytes must fit the per-user quota (logical bytes;
+    administrators, who run imports, are exempt). Also holds the account row (KEY SHARE)
+    until commit, so a concurrent account deletion waits for this upload and removes it."""
+    row = uow.one("SELECT role FROM users WHERE id = :o FOR KEY SHARE", o=owner.user_id)
+    if row is None:
+        raise Unauthorized("the account no longer exists", code="invalid_token")
+    quota = settings().user_quota_bytes
+    if row["role"] == "admin" or quota <= 0:
+        return
+    used = int(uow.scalar("SELECT coalesce(sum(size), 0) FROM images WHERE owner_id = :o",
+                          o=owner.user_id))
+    if used + adding > quota:
+        raise QuotaExceeded(f"storage quota exceeded: {used} of {quota} bytes used,"
+                            f" this file needs {adding}")
 
 
 def read_bytes(image: Image) -> bytes:

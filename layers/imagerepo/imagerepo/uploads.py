@@ -84,6 +84,7 @@ def create(owner: Principal, body: dict[str, Any]) -> UploadTicket:
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=s.presign_ttl_seconds)
     with unit_of_work() as uow:
         check_group(uow, group_id)
+        images.check_quota(uow, owner, size)
         uow.run(
             "INSERT INTO uploads (id, owner_id, file_name, content_type, size, description,"
             " is_private, access_key_hash, group_id, expires_at)"
