@@ -57,7 +57,7 @@ def verifications_per_second(seconds: float = 2.0) -> tuple[float, float]:
 
     from imagerepo.security import Principal, decode_token, issue_token
 
-    token, _ = issue_token(Principal(1, "user", "bench"))
+    token, _ = issue_token(Principal(1, "user", "bench"), "bench-session")
     event = {"headers": {"authorization": f"Bearer {token}"}, "requestContext": {"requestId": "bench"}}
 
     class Context:

@@ -96,7 +96,12 @@ class Bench:
         assert r.status_code == 201, r.text
         r = requests.post(f"{self.url}/login", json={"username": name, "password": "bench password"},
                           timeout=30)
-        self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        token = r.json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+        from imagerepo.security import decode_token
+
+        # What the authorizer hands the functions (user, role, session), for in-process calls.
+        self.context = decode_token(token).context()
 
     def plain_put(self, data: bytes) -> str:
         key = f"bench/{uuid.uuid4().hex}"
@@ -221,11 +226,11 @@ def run(stack: Any, runs: int, large_mb: int) -> list[Row]:
     rows.append(ratio_row(f"GET /images/{{id}}, {n / MB:.0f} MB, 307 path, first fetch", lm["api_307"],
                           "get_object", lm["plain_get"], 0.9, size=n))
     rows += gateway_share(b, photo, runs)
-    profile(photo)
+    profile(photo, b.context)
     return rows
 
 
-def create_event(data: bytes) -> dict[str, Any]:
+def create_event(data: bytes, context: dict[str, Any]) -> dict[str, Any]:
     from tests.helpers import load_event
 
     boundary = "----benchboundary"
@@ -236,8 +241,7 @@ def create_event(data: bytes) -> dict[str, Any]:
     event = load_event("images_create")
     event["headers"]["content-type"] = f"multipart/form-data; boundary={boundary}"
     event["body"] = base64.b64encode(body).decode()
-    event["requestContext"]["authorizer"]["lambda"] = {"sub": str(_bench_user()), "role": "user",
-                                                       "name": "bench"}
+    event["requestContext"]["authorizer"]["lambda"] = context
     return event
 
 
@@ -258,7 +262,7 @@ def gateway_share(b: Bench, photo: bytes, runs: int) -> list[Row]:
     data = variant(photo)
     image_id = b.upload(data)
     b.download(image_id)
-    event, fetch = create_event(data), get_event(image_id)
+    event, fetch = create_event(data, b.context), get_event(image_id)
     times: dict[str, list[float]] = {"dup_direct": [], "dup_http": [], "get_direct": [], "get_http": []}
     for _ in range(runs):
         times["dup_direct"].append(timed(lambda: invoke("images_create", event))[0])
@@ -278,13 +282,13 @@ def gateway_share(b: Bench, photo: bytes, runs: int) -> list[Row]:
     ]
 
 
-def profile(photo: bytes) -> None:
+def profile(photo: bytes, context: dict[str, Any]) -> None:
     """pyinstrument over the upload and download handlers called in-process (no gateway)."""
     from pyinstrument import Profiler
 
     from tests.helpers import invoke
 
-    event = create_event(variant(photo))
+    event = create_event(variant(photo), context)
     profiler = Profiler(interval=0.0005)
     profiler.start()
     created = invoke("images_create", event)
@@ -303,13 +307,6 @@ def profile(photo: bytes) -> None:
     print("\nProfile: POST /images handler, in-process (pyinstrument)\n\n```\n" + upload_text + "```")
     print("\nProfile: GET /images/{id} handler, cold cache, in-process (pyinstrument)\n\n```\n"
           + download_text + "```")
-
-
-def _bench_user() -> int:
-    from imagerepo.db import unit_of_work
-
-    with unit_of_work() as uow:
-        return int(uow.scalar("SELECT id FROM users WHERE name LIKE 'bench%' ORDER BY id LIMIT 1"))
 
 
 def main(argv: list[str] | None = None) -> int:
