@@ -50,8 +50,10 @@ lint: $(STAMP) $(SAM_VENV)/bin/sam
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
-build: $(SAM_VENV)/bin/sam
-	$(SAM_VENV)/bin/sam build --template template.yaml
+## make build: sam build; the layer's wheels are resolved for arm64/cp313 (layers/imagerepo/Makefile), then checked
+build: $(STAMP) $(SAM_VENV)/bin/sam
+	PYTHON=$(abspath $(PY)) $(SAM_VENV)/bin/sam build --template template.yaml
+	IMAGEREPO_REQUIRE_LAYER_BUILD=1 $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layer_build.py
 
 bench: $(STAMP)
 	PYTHONPATH=layers/imagerepo:. $(PY) bench/run_all.py

@@ -104,6 +104,7 @@ class Stack:
             # What `sam local --env-vars` would give: local endpoints and secrets.
             **self.database,
             "DB_SECRET_ARN": "",
+            "DB_SSL": "disable",  # the local Postgres has no TLS (the template says require)
             "JWT_SECRET": creds["jwt_secret"],
             "JWT_SECRET_ARN": "",
             "BUCKET_NAME": self.s3_bucket,

@@ -240,7 +240,7 @@ class Template:
                          prefix=prefix, suffix=suffix)
 
     def _schedule(self, lid: str, props: dict[str, Any]) -> Schedule:
-        expr = str(props.get("Schedule") or props.get("ScheduleExpression") or "")
+        expr = str(self.resolve(props.get("Schedule") or props.get("ScheduleExpression") or ""))
         m = _RATE.match(expr)
         if not m:
             raise ValueError(f"{lid}: only rate(...) schedules run locally, got {expr!r}")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from imagerepo import hs256  # noqa: F401 - first: PyJWT without cryptography (cold start)
+from imagerepo import (
+    hs256,  # noqa: F401 - first: PyJWT without cryptography (cold start)
+    observability,
+)
 from imagerepo.errors import Unauthorized
 from imagerepo.log import logger
 from imagerepo.security import decode_token, parse_bearer
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@logger.inject_lambda_context
+@observability.handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     headers = event.get("headers") or {}
     try:

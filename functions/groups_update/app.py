@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo import groups
-from imagerepo.api import json_body, logger, make_app, path_id, require_admin
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
+from imagerepo import groups, observability
+from imagerepo.api import json_body, make_app, path_id, require_admin
 
 app = make_app()
 
@@ -21,6 +16,4 @@ def update_group(id: str) -> Any:
     return groups.update(path_id(app), who, json_body(app))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -3,28 +3,23 @@ presigned URL when they do not fit a Lambda response."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.logging import correlation_paths
 
-from imagerepo import downloads, images
+from imagerepo import downloads, images, observability
 from imagerepo.api import (
     access_key,
     binary_response,
     cache_control,
     caller,
     etag_matches,
-    logger,
     make_app,
     not_modified,
     path_id,
     source_ip,
 )
 from imagerepo.config import settings
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_app()
 
@@ -46,6 +41,4 @@ def get_image(id: str) -> Any:
                            cache_control=cache, filename=image.name)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo import images, thumbnails
+from imagerepo import images, observability, thumbnails
 from imagerepo.api import (
     access_key,
     binary_response,
     cache_control,
     caller,
     etag_matches,
-    logger,
     make_app,
     not_modified,
     path_id,
@@ -21,9 +18,6 @@ from imagerepo.api import (
     source_ip,
 )
 from imagerepo.errors import BadRequest
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_app()
 
@@ -43,6 +37,4 @@ def get_thumbnail(id: str) -> Any:
     return binary_response(data, content_type=thumbnails.SIZES[size], etag=etag, cache_control=cache)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo import images, multipart
+from imagerepo import images, multipart, observability
 from imagerepo.api import logger, make_app, raw_body, require_caller
 from imagerepo.errors import BadRequest
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_app()
 
@@ -32,6 +27,4 @@ def create_image() -> Any:
     return image.to_json(who, access_key=access_key), 201
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo import images, listing
-from imagerepo.api import caller, logger, make_app, paging, query
+from imagerepo import images, listing, observability
+from imagerepo.api import caller, make_app, paging, query
 from imagerepo.errors import BadRequest, Unauthorized
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_app()
 
@@ -31,6 +26,4 @@ def list_images() -> Any:
     return window.to_json([i.to_json(who) for i in found])
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

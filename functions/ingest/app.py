@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
-from imagerepo import uploads
-from imagerepo.log import logger
+from imagerepo import observability, uploads
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@logger.inject_lambda_context
+@observability.handler
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     outcomes = {}

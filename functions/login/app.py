@@ -3,15 +3,10 @@ refresh_token, refresh_expires_in}; failures throttled per account and source ad
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo import users
-from imagerepo.api import json_body, logger, make_app, source_ip
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
+from imagerepo import observability, users
+from imagerepo.api import json_body, make_app, source_ip
 
 app = make_app()
 
@@ -22,6 +17,4 @@ def login() -> Any:
     return users.login(body.get("username"), body.get("password"), source_ip(app))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -7,16 +7,12 @@ admin's own /connect call identifies the admin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
+from imagerepo import observability
 from imagerepo.api import logger
 from imagerepo.onedrive import msal_auth
 from imagerepo.onedrive.web import make_onedrive_app
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_onedrive_app()
 
@@ -29,6 +25,4 @@ def callback() -> Any:
     return {"connected": True, "account": conn.account_json()}
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -8,17 +8,14 @@ the OneDriveImportWorkerFunction, invoked asynchronously.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
 
-from imagerepo.api import json_body, logger, require_admin
+from imagerepo import observability
+from imagerepo.api import json_body, require_admin
 from imagerepo.onedrive import importer
 from imagerepo.onedrive.web import make_onedrive_app
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_onedrive_app()
 
@@ -31,6 +28,4 @@ def start_import() -> Any:
                     headers={"Location": job["statusUrl"]})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from imagerepo import observability
 from imagerepo.log import logger
 from imagerepo.onedrive import importer
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@logger.inject_lambda_context
+@observability.handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     job_id = str((event or {}).get("jobId") or "")
     outcome = importer.run(job_id, context.get_remaining_time_in_millis,

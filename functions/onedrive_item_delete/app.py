@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.logging import correlation_paths
 
-from imagerepo.api import logger, require_admin
+from imagerepo import observability
+from imagerepo.api import require_admin
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.web import make_onedrive_app
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_onedrive_app()
 
@@ -23,6 +20,4 @@ def delete_item(itemId: str) -> Any:
     return Response(status_code=204, body="")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

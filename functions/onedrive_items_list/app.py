@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo.api import logger, query, require_admin
+from imagerepo import observability
+from imagerepo.api import query, require_admin
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.web import make_onedrive_app
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_onedrive_app()
 
@@ -21,6 +17,4 @@ def list_items() -> Any:
     return drive.list_folder(require_admin(app).user_id, query(app, "folderId"))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from imagerepo.api import json_body, logger, require_admin
+from imagerepo import observability
+from imagerepo.api import json_body, require_admin
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.web import make_onedrive_app
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_onedrive_app()
 
@@ -22,6 +18,4 @@ def create_upload_session() -> Any:
     return drive.create_upload_session(who.user_id, json_body(app)), 201
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = observability.handler(app)

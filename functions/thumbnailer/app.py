@@ -6,8 +6,7 @@ import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from imagerepo import thumbnails
-from imagerepo.log import logger
+from imagerepo import observability, thumbnails
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
 _MANIFEST = re.compile(r"^manifests/([0-9a-f]{64})\.json$")
 
 
-@logger.inject_lambda_context
+@observability.handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" not in event:  # the schedule
         return {"swept": [o.status for o in thumbnails.sweep()]}

@@ -206,6 +206,9 @@ GOOD_FILES: list[tuple[str, str, str, tuple[int, int], int]] = [
     ("tiff_tiled_ycbcr_jpeg_flower.tif", "TIFF", "image/tiff", (480, 360), 1),
     ("webp_lossless_gophers_photo.webp", "WEBP", "image/webp", (600, 400), 1),
     ("webp_lossy_flower_exif.webp", "WEBP", "image/webp", (480, 360), 1),
+    # pillow-heif applies the HEIC's irot/imir while decoding: its size is the display size.
+    ("heic_iphone11_photo.heic", "HEIF", "image/heic", (2566, 3313), 1),
+    ("avif_olympus_mountains.avif", "AVIF", "image/avif", (1920, 1080), 1),
 ]
 
 BAD_FILES: list[tuple[str, type[Exception], str]] = [
@@ -213,8 +216,6 @@ BAD_FILES: list[tuple[str, type[Exception], str]] = [
     ("bad_not_an_image.txt", BadRequest, "invalid_image"),
     ("bad_truncated_half.jpg", BadRequest, "invalid_image"),
     ("bad_decompression_bomb_65535x66601.gif", BadRequest, "too_many_pixels"),
-    ("heic_iphone11_photo.heic", UnsupportedMediaType, "unsupported_format"),
-    ("avif_olympus_mountains.avif", UnsupportedMediaType, "unsupported_format"),
 ]
 
 
@@ -277,12 +278,29 @@ def test_corpus_bad_files_are_refused(
     assert getattr(rendered.value, "code", None) == code
 
 
-def test_corpus_unsupported_message_lists_accepted_formats(
-    corpus: Callable[[str], bytes],
+@pytest.mark.parametrize("name", ["heic_iphone11_photo.heic", "avif_olympus_mountains.avif"])
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_corpus_truncated_heic_and_avif_are_invalid(
+    corpus: Callable[[str], bytes], name: str, keep: float
 ) -> None:
+    # libheif decodes a tiled HEIC with missing tiles without an error; the box sizes catch it.
+    data = corpus(name)
+    with pytest.raises(BadRequest) as exc:
+        inspect_image(data[: int(len(data) * keep)], max_pixels=MAX_PIXELS)
+    assert exc.value.code == "invalid_image"
+
+
+def test_corpus_heic_pixel_limit(corpus: Callable[[str], bytes]) -> None:
+    with pytest.raises(BadRequest) as exc:
+        inspect_image(corpus("heic_iphone11_photo.heic"), max_pixels=2566 * 3313 - 1)
+    assert exc.value.code == "too_many_pixels"
+    assert inspect_image(corpus("heic_iphone11_photo.heic"), max_pixels=2566 * 3313).width == 2566
+
+
+def test_unsupported_message_lists_accepted_formats() -> None:
     with pytest.raises(UnsupportedMediaType) as exc:
-        inspect_image(corpus("heic_iphone11_photo.heic"), max_pixels=MAX_PIXELS)
-    for fmt in ("JPEG", "PNG", "GIF", "WebP", "TIFF"):
+        inspect_image(encode(quadrants((16, 16)), "BMP"), max_pixels=MAX_PIXELS)
+    for fmt in ("JPEG", "PNG", "GIF", "WebP", "TIFF", "HEIC/HEIF", "AVIF"):
         assert fmt in exc.value.message
 
 
@@ -387,6 +405,8 @@ def test_truncated_progressive_jpeg_is_invalid() -> None:
         ("GIF", {}, "image/gif"),
         ("WEBP", {}, "image/webp"),
         ("TIFF", {"compression": "tiff_lzw"}, "image/tiff"),
+        ("AVIF", {}, "image/avif"),
+        ("HEIF", {}, "image/heic"),  # pillow-heif's encoder writes HEVC (brand heic)
     ],
 )
 def test_accepted_formats(fmt: str, params: dict[str, Any], content_type: str) -> None:
@@ -413,21 +433,20 @@ def test_other_pillow_formats_are_unsupported(fmt: str, params: dict[str, Any]) 
 
 
 @pytest.mark.parametrize(
-    ("brands", "label"),
+    "brands",
     [
-        ((b"heic", b"mif1", b"heic"), "HEIC/HEIF"),
-        ((b"mif1", b"heic"), "HEIC/HEIF"),
-        ((b"heix", b"mif1"), "HEIC/HEIF"),
-        ((b"msf1", b"hevc"), "HEIC/HEIF"),
-        ((b"avif", b"mif1", b"avif"), "AVIF"),
-        ((b"avis", b"msf1"), "AVIF"),
+        (b"heic", b"mif1", b"heic"),
+        (b"mif1", b"heic"),
+        (b"heix", b"mif1"),
+        (b"msf1", b"hevc"),
+        (b"avif", b"mif1", b"avif"),
+        (b"avis", b"msf1"),
     ],
 )
-def test_heif_and_avif_are_unsupported(brands: tuple[bytes, ...], label: str) -> None:
-    with pytest.raises(UnsupportedMediaType) as exc:
+def test_heif_and_avif_headers_without_an_image_are_invalid(brands: tuple[bytes, ...]) -> None:
+    with pytest.raises(BadRequest) as exc:
         inspect_image(ftyp(*brands), max_pixels=MAX_PIXELS)
-    assert exc.value.code == "unsupported_format"
-    assert label in exc.value.message
+    assert exc.value.code == "invalid_image"
 
 
 def test_other_isobmff_files_are_invalid_images() -> None:
@@ -436,11 +455,20 @@ def test_other_isobmff_files_are_invalid_images() -> None:
     assert exc.value.code == "invalid_image"
 
 
-def test_real_avif_is_unsupported() -> None:
-    data = encode(quadrants((64, 32)), "AVIF")
-    with pytest.raises(UnsupportedMediaType) as exc:
-        inspect_image(data, max_pixels=MAX_PIXELS)
-    assert "AVIF" in exc.value.message
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heif_orientation_gives_display_size_and_rotated_thumbnails(fmt: str) -> None:
+    # Pillow writes EXIF orientation 6 as irot/imir (AVIF: reported back as orientation 6;
+    # HEIF: pillow-heif applies it while decoding). Either way the display is portrait.
+    im = quadrants((120, 80))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(im, fmt, exif=exif.tobytes())
+    info = inspect_image(data, max_pixels=MAX_PIXELS)
+    assert (info.width, info.height) == (80, 120)
+    thumbs = render_thumbnails(data, max_pixels=MAX_PIXELS)
+    assert thumbs.small_size == (80, 120)
+    expected = gray_thumb(im.transpose(Image.Transpose.ROTATE_270))
+    assert correlation(gray_vector(gray_thumb(decode(thumbs.small))), gray_vector(expected)) > 0.9
 
 
 def test_pixel_limit_is_checked_from_header() -> None:

@@ -26,8 +26,9 @@ LAYER = ROOT / "layers" / "imagerepo"
 PACKAGE = LAYER / "imagerepo"
 
 HTTP = ("imagerepo.api", "aws_lambda_powertools.event_handler")
-# Powertools imports the bare ``botocore`` package (its user agent hook, ~1 ms): not counted.
-S3 = ("boto3", "botocore.client", "botocore.exceptions")
+# boto3 only: the X-Ray SDK behind Powertools' Tracer (imagerepo.observability, every
+# function) loads botocore's client and exceptions modules to patch them.
+S3 = ("boto3",)
 IMAGING = ("PIL",)
 
 # Functions that only read or write rows: no S3 client, no image decoder at import.
@@ -43,7 +44,7 @@ DOMAIN = {
     "imagerepo.uploads": HTTP + IMAGING,
     "imagerepo.thumbnails": HTTP + IMAGING,
     "imagerepo.downloads": HTTP + IMAGING,
-    "imagerepo.chunkstore": (*HTTP, "boto3", "botocore.client", *IMAGING),
+    "imagerepo.chunkstore": (*HTTP, "boto3", *IMAGING),
     "imagerepo.gc": HTTP + IMAGING,
 }
 

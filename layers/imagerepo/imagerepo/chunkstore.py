@@ -45,7 +45,7 @@ from typing import IO, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imagerepo import s3
+from imagerepo import observability, s3
 from imagerepo.chunking import Chunker, Readable, chunker_from_config
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
@@ -153,6 +153,7 @@ class _Staged:
     sha256: str
     size: int
     chunks: list[tuple[str, int]]
+    written: int  # bytes of chunk objects PUT (the rest was already stored)
 
 
 class ChunkStore:
@@ -252,12 +253,14 @@ class ChunkStore:
             raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
         return int(obj["ContentLength"]), obj["Body"]
 
-    def copy_object(self, source: str, target: str, content_type: str) -> None:
+    def copy_object(self, source: str, target: str, content_type: str, *,
+                    metadata: dict[str, str] | None = None) -> None:
         """A server-side copy within the bucket (one request, no bytes through Lambda)."""
         try:
             self.s3.copy_object(Bucket=self.bucket, Key=target,
                                 CopySource={"Bucket": self.bucket, "Key": source},
-                                ContentType=content_type, MetadataDirective="REPLACE")
+                                ContentType=content_type, MetadataDirective="REPLACE",
+                                Metadata=metadata or {})
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store COPY {source} -> {target} failed: {exc}") from exc
 
@@ -426,13 +429,16 @@ class ChunkStore:
         pieces = list(self.chunker.split_bytes(data))
         blob = self._upsert_blob(uow, sha, len(data), len(pieces))
         if not blob.created:
+            observability.stored(len(data), 0)
             return blob
         hashes = [_sha256(p) for p in pieces]
         by_hash = dict(zip(hashes, pieces, strict=True))
         chunks = [(h, len(p)) for h, p in zip(hashes, pieces, strict=True)]
         before = self._upsert_chunks(uow, chunks)
-        self._map(lambda h: self._put_object(chunk_key(h), by_hash[h]), self._objects_at_risk(before))
+        at_risk = self._objects_at_risk(before)
+        self._map(lambda h: self._put_object(chunk_key(h), by_hash[h]), at_risk)
         self._link(uow, blob, chunks)
+        observability.stored(len(data), sum(len(by_hash[h]) for h in at_risk))
         return blob
 
     def put_stream(self, uow: UnitOfWork, open_source: Callable[[], Readable], *,
@@ -457,6 +463,7 @@ class ChunkStore:
             blob = self._commit_staged(uow, staged)
             if blob is not None:
                 uow.run("RELEASE SAVEPOINT chunkstore_put_stream")
+                observability.stored(staged.size, staged.written)
                 return blob
             uow.run("ROLLBACK TO SAVEPOINT chunkstore_put_stream")
             uow.run("RELEASE SAVEPOINT chunkstore_put_stream")
@@ -484,6 +491,7 @@ class ChunkStore:
         """
         whole = hashlib.sha256()
         chunks: list[tuple[str, int]] = []
+        written = 0
         seen: set[str] = set()
         batch: list[tuple[str, bytes]] = []
         inflight: deque[Future[None]] = deque()
@@ -491,12 +499,14 @@ class ChunkStore:
         source = open_source()
 
         def flush() -> None:
+            nonlocal written
             needed = self._needing_objects(uow, [h for h, _ in batch])
             for h, piece in batch:
                 if h in needed:
                     while len(inflight) >= self.stream_window:
                         inflight.popleft().result()
                     inflight.append(pool.submit(self._put_object, chunk_key(h), piece))
+                    written += len(piece)
             batch.clear()
 
         try:
@@ -523,7 +533,7 @@ class ChunkStore:
                 close()
         if not chunks:
             raise BadRequest("the file is empty", code="empty_file")
-        return _Staged(whole.hexdigest(), sum(n for _, n in chunks), chunks)
+        return _Staged(whole.hexdigest(), sum(n for _, n in chunks), chunks, written)
 
     def _commit_staged(self, uow: UnitOfWork, staged: _Staged) -> StoredBlob | None:
         """Phase 2 of put_stream; None when a staged chunk object has disappeared."""
@@ -586,21 +596,28 @@ class ChunkStore:
 
     def fetch_chunk(self, h: str, size: int | None = None) -> bytes:
         """One chunk, from the cache or S3, verified against its hash."""
+        return self._fetch(h, size)[0]
+
+    def _fetch(self, h: str, size: int | None = None) -> tuple[bytes, bool]:
+        """:meth:`fetch_chunk`, and whether the cache had it."""
         if self.cache is not None:
             cached = self.cache.get(h)
             if cached is not None:
-                return cached
+                return cached, True
         data = self._get_object(chunk_key(h))
         if _sha256(data) != h or (size is not None and len(data) != size):
             raise StoreIntegrityError(f"chunk {h} is corrupt in the object store")
         if self.cache is not None:
             self.cache.put(h, data)
-        return data
+        return data, False
 
     def read(self, sha256: str, uow: UnitOfWork | None = None) -> bytes:
         """The whole blob (chunks fetched in parallel). For small files; see iter_chunks."""
         chunks = self.chunk_list(sha256, uow)
-        return b"".join(self._map(lambda c: self.fetch_chunk(*c), chunks))
+        fetched = self._map(lambda c: self._fetch(*c), chunks)
+        hits = sum(hit for _, hit in fetched)
+        observability.cache_lookups(hits, len(fetched) - hits)
+        return b"".join(data for data, _ in fetched)
 
     def iter_chunks(self, sha256: str, uow: UnitOfWork | None = None, *,
                     window: int | None = None) -> Iterator[bytes]:
@@ -614,20 +631,25 @@ class ChunkStore:
 
     def _stream(self, chunks: list[tuple[str, int]], window: int) -> Iterator[bytes]:
         if len(chunks) == 1:
-            yield self.fetch_chunk(*chunks[0])
+            data, hit = self._fetch(*chunks[0])
+            observability.cache_lookups(int(hit), int(not hit))
+            yield data
             return
         pool = self._pool()
         todo = iter(chunks)
-        pending: deque[Future[bytes]] = deque(
-            pool.submit(self.fetch_chunk, *c) for c in itertools.islice(todo, window)
+        pending: deque[Future[tuple[bytes, bool]]] = deque(
+            pool.submit(self._fetch, *c) for c in itertools.islice(todo, window)
         )
+        hits = 0
         try:
             while pending:
-                data = pending.popleft().result()
+                data, hit = pending.popleft().result()
+                hits += hit
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self.fetch_chunk, *nxt))
+                    pending.append(pool.submit(self._fetch, *nxt))
                 yield data
+            observability.cache_lookups(hits, len(chunks) - hits)
         finally:
             for f in pending:
                 f.cancel()

@@ -3,13 +3,21 @@
 Secrets are never in the template: ``JWT_SECRET_ARN`` / ``DB_SECRET_ARN`` name
 Secrets Manager secrets in AWS; the local runtime passes ``JWT_SECRET`` and
 ``DB_PASSWORD`` directly (like ``sam local --env-vars``).
+
+Secrets rotate: :func:`settings` is re-read after ``SETTINGS_TTL_SECONDS``
+(default 300), and :func:`refresh` re-reads it at once, bypassing every cache
+(``db`` calls it when the database refuses the password). The JWT secret's
+previous version (stage ``AWSPREVIOUS``, locally ``JWT_PREVIOUS_SECRET``) is
+``jwt_previous_secret``, accepted by ``security`` for tokens signed before a rotation.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +29,18 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw.strip() else default
 
 
-def _secret(arn: str) -> str:
+SETTINGS_TTL_DEFAULT = 300
+
+_force_fetch = threading.local()
+
+
+def _secret(arn: str, stage: str | None = None) -> str:
     # Imported lazily: the Parameters utility pulls in boto3 clients.
     from aws_lambda_powertools.utilities import parameters
 
-    value = parameters.get_secret(arn, max_age=300)
+    options: dict[str, Any] = {"VersionStage": stage} if stage else {}
+    value = parameters.get_secret(arn, max_age=_int("SETTINGS_TTL_SECONDS", SETTINGS_TTL_DEFAULT),
+                                  force_fetch=bool(getattr(_force_fetch, "on", False)), **options)
     return value if isinstance(value, str) else value.decode()
 
 
@@ -34,10 +49,9 @@ def _previous_secret(arn: str) -> str | None:
     from aws_lambda_powertools.utilities import parameters
 
     try:
-        value = parameters.get_secret(arn, max_age=300, VersionStage="AWSPREVIOUS")
+        return _secret(arn, "AWSPREVIOUS")
     except parameters.exceptions.GetParameterError:
         return None
-    return value if isinstance(value, str) else value.decode()
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class Settings:
     gc_grace_seconds: int
     presign_ttl_seconds: int
     max_response_bytes: int
+    db_ssl: str = "disable"
 
     @property
     def db_params(self) -> dict[str, Any]:
@@ -102,8 +117,38 @@ def _db_credentials() -> dict[str, Any]:
     return creds
 
 
-@functools.lru_cache(maxsize=1)
-def settings() -> Settings:
+class _Expiring:
+    """A cached value re-computed after ``ttl()`` seconds; ``cache_clear`` drops it now."""
+
+    def __init__(self, load: Callable[[], Settings], ttl: Callable[[], float]) -> None:
+        self._load, self._ttl = load, ttl
+        self._lock = threading.Lock()
+        self._value: Settings | None = None
+        self._loaded_at = 0.0
+
+    def __call__(self) -> Settings:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._loaded_at >= self._ttl():
+                self._value = self._load()
+                self._loaded_at = time.monotonic()
+            return self._value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+def refresh() -> Settings:
+    """Re-read settings and secrets now (after an authentication failure), skipping every cache."""
+    settings.cache_clear()
+    _force_fetch.on = True
+    try:
+        return settings()
+    finally:
+        _force_fetch.on = False
+
+
+def _load_settings() -> Settings:
     creds = _db_credentials()
     jwt_secret = os.environ.get("JWT_SECRET", "")
     jwt_previous = os.environ.get("JWT_PREVIOUS_SECRET") or None
@@ -117,7 +162,7 @@ def settings() -> Settings:
         db_user=str(creds["username"]),
         db_password=str(creds["password"]),
         jwt_secret=jwt_secret,
-        jwt_previous_secret=jwt_previous,
+        jwt_previous_secret=jwt_previous if jwt_previous != jwt_secret else None,
         jwt_issuer=os.environ.get("JWT_ISSUER", "imagerepo"),
         jwt_audience=os.environ.get("JWT_AUDIENCE", "imagerepo-api"),
         token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 900),
@@ -140,4 +185,9 @@ def settings() -> Settings:
         presign_ttl_seconds=_int("PRESIGN_TTL_SECONDS", 300),
         # What fits a 6 MB Lambda response once base64-encoded, with room for headers.
         max_response_bytes=_int("MAX_RESPONSE_BYTES", 4_400_000),
+        db_ssl=os.environ.get("DB_SSL", "disable").strip().lower() or "disable",
     )
+
+
+#: The settings, re-read every ``SETTINGS_TTL_SECONDS`` (rotated secrets need no redeploy).
+settings = _Expiring(_load_settings, lambda: _int("SETTINGS_TTL_SECONDS", SETTINGS_TTL_DEFAULT))

@@ -11,6 +11,8 @@ commits explicitly, leaving the block without commit rolls back.
 from __future__ import annotations
 
 import contextlib
+import os
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,13 +21,31 @@ from typing import Any
 import pg8000.exceptions
 import pg8000.native
 
+from imagerepo import config
 from imagerepo.config import settings
 
 _local = threading.local()
 
+# SQLSTATE class 28: invalid_authorization_specification (28000), invalid_password (28P01).
+_AUTH_FAILED = ("28000", "28P01")
+
+
+def _auth_failed(exc: pg8000.exceptions.DatabaseError) -> bool:
+    details = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return details.get("C") in _AUTH_FAILED
+
 
 def _connect() -> pg8000.native.Connection:
-    s = settings()
+    """Connect; refused credentials are re-read from the secret once (it may have rotated)."""
+    try:
+        return _open(settings())
+    except pg8000.exceptions.DatabaseError as exc:
+        if not _auth_failed(exc):
+            raise
+    return _open(config.refresh())
+
+
+def _open(s: config.Settings) -> pg8000.native.Connection:
     con = pg8000.native.Connection(
         user=s.db_user,
         host=s.db_host,
@@ -34,9 +54,27 @@ def _connect() -> pg8000.native.Connection:
         password=s.db_password or None,
         timeout=30,
         application_name="imagerepo",
+        ssl_context=_ssl_context(s.db_ssl),
     )
     con.run("SET statement_timeout = '25s'")
     return con
+
+
+def _ssl_context(mode: str) -> ssl.SSLContext | None:
+    """DB_SSL: disable (local Postgres), require (encrypted), or verify-full.
+
+    verify-full checks the server against ``DB_SSL_ROOT_CERT`` (e.g. the RDS CA bundle).
+    """
+    if mode == "disable":
+        return None
+    if mode == "verify-full":
+        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_ROOT_CERT") or None)
+    if mode != "require":
+        raise ValueError(f"DB_SSL must be disable, require or verify-full, not {mode!r}")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # encrypted inside the VPC; verify-full pins the RDS CA
+    return ctx
 
 
 def connection() -> pg8000.native.Connection:

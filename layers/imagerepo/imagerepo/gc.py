@@ -30,6 +30,7 @@ from typing import Any
 
 import pg8000.exceptions
 
+from imagerepo import observability
 from imagerepo.chunkstore import (
     CHUNK_PREFIX,
     MANIFEST_PREFIX,
@@ -98,6 +99,7 @@ def collect(grace_seconds: int, *, store: ChunkStore | None = None, batch: int =
     if sweep_orphans:
         _sweep_orphans(store, grace_seconds, result, sweep_pages, sweep_page_size)
         result.expired_objects = expire_transient(store)
+    observability.metric(observability.GC_FREED_BYTES, result.freed_bytes, observability.MetricUnit.Bytes)
     return result
 
 

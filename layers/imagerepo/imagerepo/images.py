@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from imagerepo import throttle
+from imagerepo import observability, throttle
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
 from imagerepo.errors import (
@@ -324,6 +324,7 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
             group_id=group_id, info=info, size=len(new.data)))
         image = load(uow, image_id)
         uow.commit()
+    observability.count(observability.UPLOADS)
     return image, access_key
 
 

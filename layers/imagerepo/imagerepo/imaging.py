@@ -24,6 +24,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import BinaryIO, Final, cast
 
+import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from imagerepo.errors import BadRequest, UnsupportedMediaType
@@ -40,6 +41,8 @@ __all__ = [
 
 #: Accepted Pillow format names and the content type stored for each. MPO
 #: (multi-picture JPEG from stereo cameras and some phones) is a JPEG file.
+#: HEIF is read by pillow-heif; its content type depends on the codec brand
+#: (see :func:`_heif_content_type`), image/heic for iPhone photos.
 SUPPORTED_FORMATS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "JPEG": "image/jpeg",
@@ -48,9 +51,11 @@ SUPPORTED_FORMATS: Final[Mapping[str, str]] = MappingProxyType(
         "GIF": "image/gif",
         "WEBP": "image/webp",
         "TIFF": "image/tiff",
+        "HEIF": "image/heic",
+        "AVIF": "image/avif",
     }
 )
-ACCEPTED_FORMATS_TEXT: Final = "JPEG, PNG, GIF, WebP, TIFF"
+ACCEPTED_FORMATS_TEXT: Final = "JPEG, PNG, GIF, WebP, TIFF, HEIC/HEIF, AVIF"
 
 SMALL_CONTENT_TYPE: Final = "image/webp"
 PREVIEW_CONTENT_TYPE: Final = "image/jpeg"
@@ -61,14 +66,17 @@ WEBP_METHOD: Final = 4
 
 _JPEG_FAMILY: Final = frozenset({"JPEG", "MPO"})
 
-# ISO-BMFF brands of HEIF/HEIC and AVIF still images and sequences. Checked
-# before Pillow so these get a 415 whatever plugins happen to be installed.
-_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
-_HEIF_BRANDS: Final = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
-    | {b"mif1", b"msf1"}
-    | _AVIF_BRANDS
-)
+# pillow-heif decodes HEIF/HEIC (libheif, HEVC); it applies the file's
+# irot/imir transforms while decoding, so its size is already the display size
+# and its EXIF orientation is reset. AVIF is Pillow's own plugin, which reports
+# irot/imir as an EXIF orientation like any other format.
+# Thumbnails, depth maps and auxiliary images inside the file are never used.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+# ISO-BMFF brands (ftyp box) of HEVC-coded HEIF: stored as image/heic; other
+# HEIF (mif1 only, e.g. JPEG- or AV1-coded items) as image/heif.
+_BMFF_FORMATS: Final = frozenset({"HEIF", "AVIF"})
+_HEVC_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
 
 # What Pillow raises on corrupt input besides OSError (which covers
 # UnidentifiedImageError and "image file is truncated"). Fuzzing has shown
@@ -141,6 +149,7 @@ def inspect_image(data: bytes | BinaryIO, *, max_pixels: int) -> ImageInfo:
     still detected) but skips most of the IDCT and colour work.
     """
     with _decode_guard(max_pixels):
+        head = _head(data)
         img = _open_checked(data, max_pixels)
         with img:
             fmt = img.format or ""
@@ -154,7 +163,7 @@ def inspect_image(data: bytes | BinaryIO, *, max_pixels: int) -> ImageInfo:
         stored_w, stored_h = stored_h, stored_w
     return ImageInfo(
         format=fmt,
-        content_type=SUPPORTED_FORMATS[fmt],
+        content_type=_heif_content_type(head) if fmt == "HEIF" else SUPPORTED_FORMATS[fmt],
         width=stored_w,
         height=stored_h,
         frames=max(1, frames),
@@ -257,22 +266,16 @@ def _decode_guard(max_pixels: int) -> Iterator[None]:
 
 def _open_checked(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
     """Open lazily (headers only) and apply every check that needs no pixels."""
-    fp: BinaryIO
-    if isinstance(data, bytes | bytearray | memoryview):
-        head, fp = bytes(data[:4096]), io.BytesIO(data)
-    else:
-        head, fp = data.read(4096), data
-        fp.seek(0)
-    if not head:
+    fp: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    if not _head(data):
         raise BadRequest("The file is empty.", code="empty_file")
-    heif = _heif_kind(head)
-    if heif is not None:
-        raise _unsupported(heif)
     img = Image.open(fp)
     try:
         fmt = img.format or "unknown"
         if fmt not in SUPPORTED_FORMATS:
             raise _unsupported(fmt)
+        if fmt in _BMFF_FORMATS:
+            _check_bmff_complete(fp)
         width, height = img.size
         if width < 1 or height < 1:
             msg = "The image has no pixels."
@@ -285,18 +288,57 @@ def _open_checked(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
     return img
 
 
-def _heif_kind(data: bytes) -> str | None:
-    """Return "AVIF"/"HEIC/HEIF" for an ISO-BMFF image (``ftyp`` box at 4), else None."""
-    if len(data) < 12 or data[4:8] != b"ftyp":
-        return None
-    box_end = min(int.from_bytes(data[0:4], "big"), len(data), 4096)
+def _head(data: bytes | BinaryIO) -> bytes:
+    """The first 4 KiB of the file (the stream is left at its start)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data[:4096])
+    data.seek(0)
+    head = data.read(4096)
+    data.seek(0)
+    return head
+
+
+def _check_bmff_complete(fp: BinaryIO) -> None:
+    """Refuse an ISO-BMFF file (HEIF, AVIF) whose top-level boxes run past its end.
+
+    libheif decodes a grid image with missing tiles without any error, so a
+    truncated HEIC would otherwise be accepted; the box sizes say how long the
+    file must be.
+    """
+    pos = fp.tell()
+    try:
+        end = fp.seek(0, io.SEEK_END)
+        offset = 0
+        while offset < end:
+            fp.seek(offset)
+            header = fp.read(16)
+            if len(header) < 8:
+                break
+            size = int.from_bytes(header[0:4], "big")
+            if size == 1:  # 64-bit size follows the type
+                if len(header) < 16:
+                    break
+                size = int.from_bytes(header[8:16], "big")
+            elif size == 0:  # the box runs to the end of the file
+                return
+            if size < 8:
+                break
+            offset += size
+        if offset != end:
+            msg = "The image could not be decoded; it may be truncated or corrupt."
+            raise BadRequest(msg, code="invalid_image")
+    finally:
+        fp.seek(pos)
+
+
+def _heif_content_type(head: bytes) -> str:
+    """image/heic for an HEVC-coded HEIF (``ftyp`` brands), image/heif otherwise."""
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return "image/heif"
+    box_end = min(int.from_bytes(head[0:4], "big"), len(head))
     # Major brand at 8, minor version at 12, compatible brands from 16 on.
-    brands = [data[8:12]] + [data[i : i + 4] for i in range(16, box_end - 3, 4)]
-    if any(b in _AVIF_BRANDS for b in brands):
-        return "AVIF"
-    if any(b in _HEIF_BRANDS for b in brands):
-        return "HEIC/HEIF"
-    return None
+    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, box_end - 3, 4)]
+    return "image/heic" if any(b in _HEVC_BRANDS for b in brands) else "image/heif"
 
 
 def _unsupported(fmt: str) -> UnsupportedMediaType:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from imagerepo import observability
 from imagerepo.chunkstore import default_store, manifest_key, thumbnail_key
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
@@ -95,11 +96,12 @@ def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
     retry_status = "failed" if current["thumb_attempts"] >= MAX_ATTEMPTS else "pending"
     store = default_store()
     try:
-        data = store.read(sha256)
-        thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
-        for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
-            store.put_object(thumbnail_key(sha256, size), body, SIZES[size],
-                             cache_control="public, max-age=31536000")
+        with observability.timed(observability.THUMBNAIL_LATENCY):
+            data = store.read(sha256)
+            thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
+            for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
+                store.put_object(thumbnail_key(sha256, size), body, SIZES[size],
+                                 cache_control="public, max-age=31536000")
     except AppError as exc:
         if exc.status < 500:  # the file itself cannot be rendered: retrying will not help
             _finish(sha256, "failed", f"invalid: {exc.message}")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from imagerepo import images
+from imagerepo import images, observability
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
 from imagerepo.errors import AppError, BadRequest, NotFound, reject_unknown_fields
@@ -108,7 +109,10 @@ def status(upload_id: str, who: Principal) -> dict[str, Any]:
         raise NotFound("upload not found", code="upload_not_found") from exc
     with unit_of_work() as uow:
         row = uow.one("SELECT owner_id, status, image_id, error,"
-                      " (status = 'pending' AND expires_at < now() - interval '5 minutes') AS expired"
+                      # pending, the POST long expired, never claimed by an ingest: no file
+                      # arrived (a killed or failed ingest counted an attempt; the sweep decides).
+                      " (status = 'pending' AND attempts = 0"
+                      "  AND expires_at < now() - interval '5 minutes') AS expired"
                       " FROM uploads WHERE id = CAST(:id AS uuid)", id=upload_id)
     if row is None or (row["owner_id"] != who.user_id and not who.is_admin):
         raise NotFound("upload not found", code="upload_not_found")
@@ -143,6 +147,16 @@ def _claim(upload_id: str) -> dict[str, Any] | None:
     return row
 
 
+def _in_progress(upload_id: str) -> bool:
+    try:
+        uuid.UUID(upload_id)
+    except ValueError:
+        return False
+    with unit_of_work() as uow:
+        return bool(uow.scalar("SELECT status IN ('pending', 'processing') FROM uploads"
+                               " WHERE id = CAST(:id AS uuid)", id=upload_id))
+
+
 def _finish(upload_id: str, status: str, *, error: str | None = None) -> None:
     with unit_of_work() as uow:
         uow.run("UPDATE uploads SET status = :st, error = :err, updated_at = now()"
@@ -171,9 +185,13 @@ def ingest(upload_id: str) -> str:
     key = INCOMING + upload_id
     store = _store()
     job = _claim(upload_id)
-    if job is None:  # a duplicate or late event, or an unknown key: just make sure it's gone
-        store.delete_objects([key])
+    if job is None:
+        # A duplicate or late event, or an unknown key: make sure the object is gone, unless
+        # another ingest holds the upload (its file is still needed if that one dies: the sweep).
+        if not _in_progress(upload_id):
+            store.delete_objects([key])
         return "skipped"
+    started = time.perf_counter()
     try:
         with _spool(key, int(job["size"])) as spool:
             info = imaging.inspect_image(cast(BinaryIO, spool),
@@ -208,6 +226,9 @@ def ingest(upload_id: str) -> str:
         _retry_or_fail(upload_id, job, exc)
         raise
     store.delete_objects([key])
+    observability.count(observability.UPLOADS)
+    observability.metric(observability.INGEST_LATENCY, round((time.perf_counter() - started) * 1000, 1),
+                         observability.MetricUnit.Milliseconds)
     logger.info("upload ingested", extra={"upload_id": upload_id, "image_id": image_id})
     return "ready"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pg8000.exceptions
 
-from imagerepo import security, throttle
+from imagerepo import observability, security, throttle
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
 from imagerepo.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, reject_unknown_fields
@@ -124,6 +124,7 @@ def _check_password(user_id: int | None, username: str, password: str, stored: s
     reservation = throttle.reserve(checks)
     # An unknown account costs the same scrypt as a wrong password.
     if not verify_secret(password, stored or dummy_hash()) or stored is None:
+        observability.count(observability.FAILED_LOGINS)
         raise Unauthorized("invalid username or password", code="invalid_credentials")
     reservation.release()
 

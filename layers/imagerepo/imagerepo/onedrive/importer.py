@@ -22,9 +22,7 @@ carries on where the last one stopped.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import re
 import tempfile
 import uuid
@@ -32,16 +30,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, cast
 
-import boto3
 import pg8000.exceptions
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from imagerepo import images, imaging, users
 from imagerepo.chunkstore import default_store, rewinding
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
 from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError, reject_unknown_fields
+from imagerepo.lambdas import invoke_async
 from imagerepo.log import logger
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.config import onedrive_settings
@@ -146,26 +142,6 @@ def start(admin: Principal, body: dict[str, Any]) -> dict[str, Any]:
             "statusUrl": f"/admin/onedrive/import/{job_id}"}
 
 
-@functools.lru_cache(maxsize=4)
-def _lambda_client(endpoint: str | None, region: str) -> Any:
-    config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client("lambda", endpoint_url=endpoint, region_name=region, config=config)
-
-
-def invoke_async(function_name: str, payload: dict[str, Any]) -> None:
-    """Lambda ``Invoke`` with ``InvocationType=Event``; locally ``AWS_ENDPOINT_URL_LAMBDA``
-    points boto3 at the devstack's Invoke API (devstack/lambda_api.py)."""
-    client = _lambda_client(os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or None, settings().aws_region)
-    try:
-        answer = client.invoke(FunctionName=function_name, InvocationType="Event",
-                               Payload=json.dumps(payload).encode())
-    except (BotoCoreError, ClientError) as exc:
-        logger.exception("async invoke failed", extra={"function": function_name})
-        raise UpstreamError("could not invoke the worker", code="invoke_failed") from exc
-    if int(answer.get("StatusCode", 0)) != 202:
-        raise UpstreamError("the worker invocation was not accepted", code="invoke_failed")
-
-
 # -- job status -----------------------------------------------------------------------
 def _job_uuid(raw: str) -> str:
     if not isinstance(raw, str) or not _UUID.match(raw):
@@ -227,6 +203,11 @@ def _claim_job(job_id: str) -> dict[str, Any] | None:
     if job is not None and not isinstance(job["request"], dict):
         job["request"] = json.loads(job["request"])
     return job
+
+
+def fail_job(job_id: str, error: str) -> None:
+    """The job and its unfinished items end failed with ``error`` (also used by the sweep)."""
+    _fail_job(job_id, error)
 
 
 def _fail_job(job_id: str, error: str) -> None:
