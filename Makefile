@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
 SAM_VENV := .venv-sam
 
-.PHONY: run test test-unit lint bench build clean setup services onedrive-standin
+.PHONY: run test test-unit lint bench build clean setup services onedrive-standin deploy-web
 
 $(STAMP):
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is required (Lambda python3.13): install python3.13 (e.g. 'pyenv install 3.13' or your OS package) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
@@ -15,6 +15,7 @@ $(STAMP):
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m devstack.pgbinaries $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -45,7 +46,7 @@ $(SAM_VENV)/bin/sam:
 ## make lint: ruff, mypy, cfn-lint and sam validate --lint
 lint: $(STAMP) $(SAM_VENV)/bin/sam
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy layers/imagerepo/imagerepo devstack
+	$(VENV)/bin/mypy layers/imagerepo/imagerepo devstack client/imagerepo_cli
 	@for f in functions/*/app.py; do $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
@@ -54,6 +55,16 @@ lint: $(STAMP) $(SAM_VENV)/bin/sam
 build: $(STAMP) $(SAM_VENV)/bin/sam
 	PYTHON=$(abspath $(PY)) $(SAM_VENV)/bin/sam build --template template.yaml
 	IMAGEREPO_REQUIRE_LAYER_BUILD=1 $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layer_build.py
+
+## make deploy-web STACK=<stack>: web/ to the stack's site bucket, then a CloudFront invalidation (AWS CLI)
+deploy-web:
+	@test -n "$(STACK)" || { echo "usage: make deploy-web STACK=<the deployed stack's name>" >&2; exit 2; }
+	@out() { aws cloudformation describe-stacks --stack-name "$(STACK)" --output text \
+	  --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue"; }; \
+	bucket=$$(out SiteBucketName) && dist=$$(out SiteDistributionId) && url=$$(out SiteUrl) && \
+	aws s3 sync web/ "s3://$$bucket/" --delete --cache-control no-cache && \
+	aws cloudfront create-invalidation --distribution-id "$$dist" --paths '/*' >/dev/null && \
+	echo "gallery deployed: $$url"
 
 bench: $(STAMP)
 	PYTHONPATH=layers/imagerepo:. $(PY) bench/run_all.py

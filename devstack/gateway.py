@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from devstack import static
 from devstack.lambda_runtime import FunctionTimeout, LambdaRuntime
 from devstack.template import Authorizer, Route, Template
 
@@ -209,7 +210,10 @@ class LocalGateway:
             return _message(413, "Request Entity Too Large", request_id)
         path = urlsplit(req.target).path
         found = self.match(req.method, path)
-        if found is None:
+        if found is None:  # the web gallery's files (CloudFront's default behaviour on AWS)
+            page = static.serve(req.method, req.target, req.headers, self.template.routes)
+            if page is not None:
+                return Reply(page.status, page.headers, page.body, "static", request_id)
             return _message(404, "Not Found", request_id)
         route, params = found
         event = self.build_event(req, route, params, request_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import contextvars
 import importlib.util
 import logging
@@ -109,6 +110,13 @@ class LambdaRuntime:
                 sys.path.insert(0, str(layer))
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._load_lock = threading.Lock()
+        # Powertools keeps the current event on a class attribute shared by every resolver of
+        # the process (BaseRouter.current_event) and per-request context on the app: two HTTP
+        # invocations overlapping in one process see each other's event. Lambda runs one event
+        # per container, so HTTP functions run one at a time here (until each function has its
+        # own worker process); S3, schedule and async handlers keep running alongside.
+        self._http_functions = {route.function for route in template.routes}
+        self._http_lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="lambda")
 
     def environment(self, fn: Function) -> dict[str, str]:
@@ -141,11 +149,13 @@ class LambdaRuntime:
         handler = self._handler(fn)
         context = LambdaContext(function_name=fn.logical_id, memory_limit_in_mb=fn.memory,
                                 aws_request_id=request_id, deadline=time.monotonic() + timeout)
-        token = _overlay.set(self.environment(fn))
-        try:
-            return handler(event, context)
-        finally:
-            _overlay.reset(token)
+        serial = self._http_lock if fn.logical_id in self._http_functions else contextlib.nullcontext()
+        with serial:
+            token = _overlay.set(self.environment(fn))
+            try:
+                return handler(event, context)
+            finally:
+                _overlay.reset(token)
 
     def invoke(self, function_id: str, event: Any, *, timeout: float | None = None,
                request_id: str | None = None) -> Any:

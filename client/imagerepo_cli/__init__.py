@@ -1,0 +1,5 @@
+"""``imagerepo``: the ImageRepo command-line client."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
