@@ -288,7 +288,9 @@ def test_counts_and_covers_follow_changes(admin: Api, user: tuple[Api, dict[str,
     assert view(anon) == (2, newer)
     # No thumbnail yet: the cover names the image, its small URL is null (as in the image JSON).
     sha = api.get(f"/images/{newer}/info").json()["sha256"]
-    status = _db("SELECT thumb_status FROM blobs WHERE sha256 = :s", s=sha)[0][0]
+    # Let the upload's own thumbnailing settle first, or it may overwrite the status set below.
+    status = wait_for(lambda: next((r[0] for r in _db("SELECT thumb_status FROM blobs WHERE sha256 = :s",
+                                                      s=sha) if r[0] in ("ready", "failed")), None))
     _db("UPDATE blobs SET thumb_status = 'processing' WHERE sha256 = :s", s=sha)
     try:
         assert anon.get(f"/groups/{gid}").json()["cover"] == {"imageId": newer, "small": None}
