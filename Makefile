@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
 SAM_VENV := .venv-sam
 
-.PHONY: run test test-unit lint bench build clean setup services onedrive-standin deploy-web
+.PHONY: run test test-unit lint bench build clean setup services onedrive-standin deploy-web invoke
 
 $(STAMP):
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is required (Lambda python3.13): install python3.13 (e.g. 'pyenv install 3.13' or your OS package) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
@@ -34,6 +34,11 @@ test-unit: $(STAMP)
 
 services: $(STAMP)
 	$(PY) -m devstack services
+
+## make invoke FUNCTION=HealthFunction [EVENT=tests/events/health.json] [ENV_VARS=env.json]: one function once (sam local invoke without Docker)
+invoke: $(STAMP)
+	@test -n "$(FUNCTION)" || { echo "usage: make invoke FUNCTION=<LogicalId> [EVENT=file.json|-] [ENV_VARS=file.json]" >&2; exit 2; }
+	@$(PY) -m devstack invoke $(FUNCTION) $(if $(EVENT),-e $(EVENT)) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
 ## make onedrive-standin: a local Microsoft identity platform + Graph (HTTPS) to try the OneDrive flow
 onedrive-standin: $(STAMP)

@@ -8,7 +8,10 @@ Modelled on API Gateway's behaviour, so what works here works in the cloud:
 - v2.0 events: lower-cased headers, comma-joined repeated headers and query
   parameters, ``cookies``, binary bodies base64-encoded;
 - limits: 10 MB request → 413, 6 MB Lambda request or response → 413 / 502,
-  30 s integration timeout → 503; a function error → 500.
+  30 s integration timeout → 503; a function error (or its own Timeout) → 500, a
+  crashed runtime → 502, a throttled function → 429;
+- any method, TRACE or QUERY included, goes through the same routing: an unrouted one
+  is the same 404 JSON (after the web gallery's static files, see devstack/static.py).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from devstack import static
-from devstack.lambda_runtime import FunctionTimeout, LambdaRuntime
+from devstack.lambda_runtime import Invocation, LambdaRuntime, Throttled
 from devstack.template import Authorizer, Route, Template
 
 log = logging.getLogger("devstack.gateway")
@@ -34,6 +37,7 @@ log = logging.getLogger("devstack.gateway")
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 MAX_LAMBDA_PAYLOAD = 6 * 1024 * 1024
 INTEGRATION_TIMEOUT = 30.0
+AUTHORIZER_TIMEOUT = 10.0
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
                "application/x-www-form-urlencoded", "+json", "+xml")
@@ -188,14 +192,12 @@ class LocalGateway:
         verdict = self.auth_cache.get(key)
         if verdict is None:
             self.authorizer_invocations += 1
-            try:
-                result = self.runtime.invoke(auth.function, self._authorizer_event(
-                    event, auth, identity), timeout=10, request_id=request_id)
-            except Exception:
-                log.exception("authorizer %s failed", auth.name)
-                return _message(500, "Internal Server Error", request_id)
+            invocation = self._call(auth.function, self._authorizer_event(event, auth, identity),
+                                    AUTHORIZER_TIMEOUT)
+            result = invocation.value() if invocation is not None and invocation.outcome == "ok" \
+                else None
             if not isinstance(result, dict) or not isinstance(result.get("isAuthorized"), bool):
-                log.error("authorizer %s returned a malformed answer", auth.name)
+                log.error("authorizer %s failed or returned a malformed answer", auth.name)
                 return _message(500, "Internal Server Error", request_id)
             verdict = result
             self.auth_cache.put(key, auth.ttl, verdict)
@@ -204,6 +206,12 @@ class LocalGateway:
         return dict(verdict.get("context") or {})
 
     # -- request handling -------------------------------------------------------
+    def _call(self, function: str, event: dict[str, Any], wait: float) -> Invocation | None:
+        """Invoke and wait up to ``wait`` s (the function may run on to its own Timeout);
+        None when it did not answer in time. Raises Throttled."""
+        invocation = self.runtime.start(function, event)  # Lambda has its own request ids
+        return invocation if invocation.done.wait(wait) else None
+
     def handle(self, req: Request) -> Reply:
         request_id = _request_id()
         if len(req.body) > MAX_REQUEST_BYTES:
@@ -217,44 +225,43 @@ class LocalGateway:
             return _message(404, "Not Found", request_id)
         route, params = found
         event = self.build_event(req, route, params, request_id)
+        try:
+            reply = self._integrate(route, event, request_id)
+        except Throttled:
+            reply = _message(429, "Too Many Requests", request_id)
+        reply.function, reply.request_id = route.function, request_id
+        return reply
+
+    def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Reply:
         if route.authorizer:
             verdict = self.authorize(event, self.template.authorizers[route.authorizer])
             if isinstance(verdict, Reply):
-                verdict.function = route.function
                 return verdict
             event["requestContext"]["authorizer"] = {"lambda": verdict}
         if len(json.dumps(event)) > MAX_LAMBDA_PAYLOAD:
             return _message(413, "Request Entity Too Large", request_id)
-        try:
-            result = self.runtime.invoke(route.function, event, timeout=self.integration_timeout,
-                                         request_id=request_id)
-        except FunctionTimeout:
-            fn_timeout = self.template.functions[route.function].timeout
-            if fn_timeout < self.integration_timeout:
-                reply = _message(500, "Internal Server Error", request_id)
-            else:
-                reply = _message(503, "Service Unavailable", request_id)
-        except Exception:
-            log.exception("function %s raised (request %s)", route.function, request_id)
-            reply = _message(500, "Internal Server Error", request_id)
-        else:
-            reply = self.to_reply(result, request_id)
-        reply.function, reply.request_id = route.function, request_id
-        return reply
+        invocation = self._call(route.function, event, self.integration_timeout)
+        if invocation is None:
+            return _message(503, "Service Unavailable", request_id)
+        if invocation.outcome == "ok":
+            return self.to_reply(invocation.result, request_id)
+        if invocation.outcome == "crash":
+            return _message(502, "Internal Server Error", request_id)
+        return _message(500, "Internal Server Error", request_id)  # error, or its own Timeout
 
-    def to_reply(self, result: Any, request_id: str) -> Reply:
+    def to_reply(self, raw: bytes, request_id: str) -> Reply:
+        if len(raw) > MAX_LAMBDA_PAYLOAD:
+            log.error("function response of %d bytes is over the 6 MB Lambda limit", len(raw))
+            return _message(502, "Internal Server Error", request_id)
         try:
-            encoded = json.dumps(result)
-        except (TypeError, ValueError):
-            log.error("function returned a value that is not JSON-serialisable")
-            return _message(500, "Internal Server Error", request_id)
-        if len(encoded) > MAX_LAMBDA_PAYLOAD:
-            log.error("function response of %d bytes is over the 6 MB Lambda limit", len(encoded))
+            result = json.loads(raw)
+        except ValueError:
+            log.error("function returned a value that is not JSON")
             return _message(502, "Internal Server Error", request_id)
         if not (isinstance(result, dict) and "statusCode" in result):
             # Payload 2.0 inference: anything else is a 200 JSON body.
             return Reply(200, [("content-type", "application/json"),
-                               ("apigw-requestid", request_id)], encoded.encode())
+                               ("apigw-requestid", request_id)], raw)
         try:
             status = int(result["statusCode"])
             body_field = result.get("body") or ""
@@ -319,6 +326,12 @@ class _Handler(BaseHTTPRequestHandler):
                  (time.monotonic() - started) * 1000, reply.function, reply.request_id)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) is routed too: unrouted, it is the 404 JSON.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is written by _serve

@@ -1,9 +1,10 @@
-"""The Lambda Invoke API over the in-process runtime, like ``sam local start-lambda``.
+"""The Lambda Invoke API over the local execution environments, like ``sam local start-lambda``.
 
 ``POST /2015-03-31/functions/{name}/invocations`` with ``X-Amz-Invocation-Type``
 ``Event`` (queued through :meth:`LambdaRuntime.invoke_async`, 202, retried twice on
 error as Lambda does), ``RequestResponse`` (200 with the result, or
-``X-Amz-Function-Error: Unhandled``) or ``DryRun`` (204). The name may be the
+``X-Amz-Function-Error: Unhandled`` with Lambda's error body; 429 when throttled) or
+``DryRun`` (204). Both run in the same execution environments as the gateway's calls. The name may be the
 template's logical id (what ``!Ref`` of a function resolves to locally) or an ARN
 ending in it. Functions reach it through boto3's standard ``AWS_ENDPOINT_URL_LAMBDA``
 variable, which :func:`start_lambda_api` adds to the runtime's environment.
@@ -16,12 +17,11 @@ import json
 import logging
 import re
 import threading
-import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from devstack.lambda_runtime import FunctionTimeout, LambdaRuntime
+from devstack.lambda_runtime import LambdaRuntime, Throttled
 
 log = logging.getLogger("devstack.lambda_api")
 
@@ -85,14 +85,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _invoke_sync(self, runtime: LambdaRuntime, name: str, event: Any) -> None:
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         try:
-            result = runtime.invoke(name, event)
-            body = json.dumps(result).encode()
-        except FunctionTimeout as exc:
-            body = json.dumps({"errorMessage": str(exc), "errorType": "Sandbox.Timedout"}).encode()
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as Lambda does
-            body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
-                               "stackTrace": traceback.format_exception(exc)[-5:]}).encode()
+            invocation = runtime.start(name, event)
+        except Throttled:
+            body = json.dumps({"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                               "Type": "User", "message": "Rate Exceeded."}).encode()
+            self._send(429, body, {"x-amzn-ErrorType": "TooManyRequestsException"})
+            return
+        invocation.done.wait()
+        if invocation.outcome == "ok":
+            body = invocation.result
+        else:
+            body = json.dumps(invocation.error or {}).encode()
             headers["X-Amz-Function-Error"] = "Unhandled"
         self._send(200, body, headers)
 

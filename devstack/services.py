@@ -31,6 +31,46 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def process_alive(pid: int) -> bool:
+    """True for a running process; False for none, or a zombie (exited, not yet reaped)."""
+    if pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def processes_using(marker: str) -> list[int]:
+    """Live processes whose command line names ``marker`` (e.g. a data folder)."""
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    return [p for p in pids if p != os.getpid() and marker in _cmdline(p) and process_alive(p)]
+
+
+def end_processes(pids: list[int], name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Ask left-over processes of an earlier run to stop, wait, then kill what remains."""
+    for pid in pids:
+        log.warning("stopping a %s left running by an earlier run (pid %d)", name, pid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while any(process_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -198,19 +238,18 @@ class Postgres(Service):
             pwfile.unlink()
 
     def _kill_stale(self) -> None:
+        """After an earlier run was killed: wait for (or stop) a postmaster still shutting
+        down, then clear a postmaster.pid whose process is gone or a zombie."""
+        end_processes(processes_using(f"-D {self.pgdata} "), "Postgres", signal.SIGINT)
         pidfile = self.pgdata / "postmaster.pid"
         if not pidfile.exists():
             return
         with contextlib.suppress(ValueError, OSError, IndexError):
             pid = int(pidfile.read_text().splitlines()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if str(self.pgdata) in cmdline:
-                log.warning("stopping a Postgres left running by an earlier run (pid %d)", pid)
-                os.kill(pid, signal.SIGINT)
-                for _ in range(100):
-                    if not Path(f"/proc/{pid}").exists():
-                        break
-                    time.sleep(0.1)
+            if process_alive(pid) and str(self.pgdata) in _cmdline(pid):
+                return  # a live postmaster that was not ours to stop: Postgres will say so
+            log.warning("removing the stale %s (pid %d is gone)", pidfile, pid)
+            pidfile.unlink()
 
     def spawn(self) -> None:
         """Start the process (from the thread that stays alive: PDEATHSIG follows the thread)."""
@@ -285,6 +324,7 @@ class SeaweedS3(Service):
 
     def spawn(self, notification_toml: str | None = None) -> None:
         data = self.root / "data"
+        end_processes(processes_using(f"-dir={data} "), "SeaweedFS")
         conf = self.root / "conf"
         data.mkdir(parents=True, exist_ok=True)
         conf.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,50 @@ import os
 import secrets
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from devstack.services import Postgres, SeaweedS3
+from devstack.services import Postgres, SeaweedS3, process_alive
 
 log = logging.getLogger("devstack")
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_BUCKET = "imagerepo-local"
+STATE_FILE = "devstack.json"  # in the data folder while a stack serves it
+
+
+def running_stack(data_dir: Path) -> dict[str, Any] | None:
+    """What a live stack on ``data_dir`` published (its functions' environment), or None."""
+    path = data_dir.resolve() / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if process_alive(int(state.get("pid", 0))) and state.get("ready") else None
+
+
+def _wait_for_previous(data_dir: Path, timeout: float = 30.0) -> None:
+    """A stack killed a moment ago may still be stopping (its services get SIGTERM when it
+    dies): wait for it; a stack that is really running keeps its data folder."""
+    path = data_dir / STATE_FILE
+    try:
+        pid = int(json.loads(path.read_text()).get("pid", 0))
+    except (OSError, ValueError):
+        return
+    if pid == os.getpid() or not process_alive(pid):
+        path.unlink(missing_ok=True)
+        return
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    if "devstack" not in cmdline:
+        path.unlink(missing_ok=True)  # a reused pid
+        return
+    deadline = time.monotonic() + timeout
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{data_dir} is in use by another local stack (pid {pid}); stop it first")
+        time.sleep(0.1)
+    path.unlink(missing_ok=True)
 
 
 def load_or_create_secrets(path: Path) -> dict[str, str]:
@@ -42,8 +77,11 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
 
 class Stack:
     def __init__(self, data_dir: Path, *, port: int = 3000, host: str = "127.0.0.1",
-                 template_path: Path | None = None, env: dict[str, str] | None = None) -> None:
+                 template_path: Path | None = None, env: dict[str, str] | None = None,
+                 s3_events: bool = True) -> None:
         self.data_dir = data_dir.resolve()
+        self.s3_events = s3_events
+        self._state_written = False
         self.port = port
         self.host = host
         self.template_path = template_path or ROOT / "template.yaml"
@@ -69,6 +107,7 @@ class Stack:
     def start_services(self) -> None:
         """Start (or, when configured, connect to) Postgres and the S3 server."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _wait_for_previous(self.data_dir)
         creds = load_or_create_secrets(self.data_dir / "secrets.json")
         env = os.environ
         if not env.get("IMAGEREPO_DB_HOST"):
@@ -84,7 +123,7 @@ class Stack:
         if self.pg is not None:
             self.pg.spawn()
         if self.s3 is not None:
-            self.s3.spawn(self.notification_toml())
+            self.s3.spawn(self.notification_toml() if self.s3_events else None)
         if self.pg is not None:
             self.pg.wait_ready()
         if self.s3 is not None:
@@ -173,10 +212,7 @@ class Stack:
         from devstack.lambda_runtime import LambdaRuntime
         from devstack.template import Template
 
-        template = Template(self.template_path, parameter_overrides={
-            "DbHost": self.database["DB_HOST"], "DbPort": self.database["DB_PORT"],
-            "DbSecretArn": "", "S3EndpointUrl": self.s3_endpoint,
-        })
+        template = Template(self.template_path, parameter_overrides=self.template_parameters())
         self.runtime = LambdaRuntime(template, self.env_overrides)
         from devstack.lambda_api import start_lambda_api
 
@@ -190,6 +226,21 @@ class Stack:
         self._threads.append(thread)
         self._start_events(template)
 
+    def template_parameters(self) -> dict[str, str]:
+        return {"DbHost": self.database["DB_HOST"], "DbPort": self.database["DB_PORT"],
+                "DbSecretArn": "", "S3EndpointUrl": self.s3_endpoint}
+
+    def write_state(self) -> None:
+        """Publish the running stack (0600: it holds the local secrets) for `devstack invoke`."""
+        path = self.data_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "url": self.url, "ready": True,
+                                   "env": self.env_overrides,
+                                   "parameters": self.template_parameters()}, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        self._state_written = True
+
     def _start_events(self, template: Any) -> None:
         try:
             from devstack.events import EventDelivery
@@ -201,6 +252,7 @@ class Stack:
     def start(self) -> None:
         self.start_services()
         self.start_gateway()
+        self.write_state()
 
     def stop(self) -> None:
         if self.events is not None:
@@ -222,3 +274,5 @@ class Stack:
             self.s3.stop()
         if self.pg is not None:
             self.pg.stop()
+        if self._state_written:  # last: a new start waits for this stack until here
+            (self.data_dir / STATE_FILE).unlink(missing_ok=True)

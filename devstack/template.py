@@ -59,6 +59,8 @@ class Function:
     timeout: int
     memory: int
     environment: dict[str, str]
+    runtime: str = "python3.13"
+    reserved_concurrency: int | None = None
 
 
 @dataclass
@@ -111,6 +113,10 @@ def _path_regex(path: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(piece))
     return re.compile("^" + "".join(parts) + "$")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
 
 
 class Template:
@@ -176,6 +182,9 @@ class Template:
                 timeout=int(props.get("Timeout", self.globals.get("Timeout", 3))),
                 memory=int(props.get("MemorySize", self.globals.get("MemorySize", 128))),
                 environment={k: str(self.resolve(v)) for k, v in env_vars.items()},
+                runtime=str(props.get("Runtime", self.globals.get("Runtime", "python3.13"))),
+                reserved_concurrency=_optional_int(self.resolve(props.get(
+                    "ReservedConcurrentExecutions", self.globals.get("ReservedConcurrentExecutions")))),
             )
         return out
 

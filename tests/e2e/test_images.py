@@ -6,15 +6,14 @@ import hashlib
 import io
 import os
 import struct
-import threading
 import zlib
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
 from PIL import Image
 
 from tests.e2e.conftest import Upload, make_jpeg, make_png
+from tests.e2e.faults import faulty_s3
 from tests.helpers import Api
 from tests.helpers import assert_error as _error
 from tests.helpers import db as _db
@@ -332,8 +331,6 @@ def test_stats_dedup_ratio_shape(admin: Api, user: tuple[Api, dict[str, Any]]) -
 
 def test_object_store_failure_mid_upload(stack: Any, user: tuple[Api, dict[str, Any]], admin: Api) -> None:
     """The second chunk PUT fails: 5xx JSON, no image row, and after GC storage is as before."""
-    from imagerepo import s3
-
     api, _ = user
     data = _noisy_jpeg(1000, 800)
     sha = hashlib.sha256(data).hexdigest()
@@ -341,23 +338,16 @@ def test_object_store_failure_mid_upload(stack: Any, user: tuple[Api, dict[str, 
     before = _storage_snapshot(stack)
     images_before = _db("SELECT count(*) FROM images")[0][0]
     calls = {"n": 0}
-    lock = threading.Lock()
 
-    def fail_after_first(**kwargs: Any) -> None:
-        request = kwargs.get("request")
-        if request is None or "/chunks/" not in request.url:
-            return
-        with lock:
-            calls["n"] += 1
-            if calls["n"] > 1:
-                raise EndpointConnectionError(endpoint_url=request.url)
+    def fail_after_first(method: str, path: str) -> int | None:
+        if method != "PUT" or "/chunks/" not in path:
+            return None
+        calls["n"] += 1
+        return 500 if calls["n"] > 1 else None
 
-    client = s3.client()
-    client.meta.events.register("before-send.s3.PutObject", fail_after_first)
-    try:
+    # The function runs in its own worker process: the fault is injected on its way to S3.
+    with faulty_s3(stack, fail_after_first):
         r = api.post("/images", files={"file": ("p.jpg", data)})
-    finally:
-        client.meta.events.unregister("before-send.s3.PutObject", fail_after_first)
     assert r.status_code in (500, 502, 503), r.text
     assert r.json()["error"]["code"] in ("upstream_error", "internal_error")
     assert "Traceback" not in r.text
