@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/imagerepo/requirements.txt | cksum | cut -d' ' -f1)
 SAM_VENV := .venv-sam
 
-.PHONY: run test test-unit lint bench build clean setup services onedrive-standin deploy-web invoke
+.PHONY: run test test-unit lint bench build clean setup services onedrive-standin deploy-web invoke soak
 
 $(STAMP):
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is required (Lambda python3.13): install python3.13 (e.g. 'pyenv install 3.13' or your OS package) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
@@ -43,6 +43,10 @@ invoke: $(STAMP)
 ## make onedrive-standin: a local Microsoft identity platform + Graph (HTTPS) to try the OneDrive flow
 onedrive-standin: $(STAMP)
 	$(PY) -m devstack.onedrive_standin
+
+## make soak: 16 clients against a fresh stack with GC every 2 s and a SIGKILL halfway (SOAK_SECONDS, default 600)
+soak: $(STAMP)
+	$(PY) -m devstack.soak
 
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)

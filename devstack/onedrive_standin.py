@@ -15,7 +15,7 @@ a pre-authenticated download URL, like Graph), folder creation with
 ``createUploadSession`` with a working upload URL (PUT with Content-Range).
 
 Fault injection, in-process (methods) or over HTTP (``POST /_control``): queue N
-answers of 429 (with Retry-After), 503, 500 or 401 for the next Graph (or token)
+answers of 429 (with Retry-After), 503, 509 (bandwidthLimitExceeded), 500 or 401 for the next Graph (or token)
 requests, expire every access token, revoke every refresh token, change the
 access-token lifetime or the page size. ``GET /_control`` returns counters.
 
@@ -330,6 +330,9 @@ class StandIn:
         self.faults: deque[Fault] = deque()
         self.deny_next_authorization = False
         self.stats: Counter[str] = Counter()
+        # (monotonic time, status) of every download answered: shows when a client came back
+        # after a throttling answer (did it wait out Retry-After?).
+        self.download_log: list[tuple[float, int]] = []
         self.ca_path: Path | None = None
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -593,7 +596,7 @@ class StandIn:
             return False
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         code = {429: "activityLimitReached", 503: "serviceNotAvailable", 401: "InvalidAuthenticationToken",
-                404: "itemNotFound"}.get(fault.status, "generalException")
+                404: "itemNotFound", 509: "bandwidthLimitExceeded"}.get(fault.status, "generalException")
         _graph_error(h, fault.status, code, f"injected {fault.status}", headers)
         return True
 
@@ -800,7 +803,11 @@ class StandIn:
     def _download(self, h: _Handler, path: str) -> None:
         self.stats["download"] += 1
         if self._fault_reply(h, path):
+            with self.lock:
+                self.download_log.append((time.monotonic(), 429))
             return
+        with self.lock:
+            self.download_log.append((time.monotonic(), 200))
         item_id = self.download_tokens.get(path.rsplit("/", 1)[-1])
         item = self.drive.items.get(item_id or "")
         if item is None:

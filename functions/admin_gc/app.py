@@ -7,7 +7,7 @@ from typing import Any
 from imagerepo import gc, observability
 from imagerepo.api import logger, make_app, query, require_admin
 from imagerepo.config import settings
-from imagerepo.errors import BadRequest
+from imagerepo.inputs import parse_int
 
 app = make_app()
 
@@ -15,10 +15,9 @@ app = make_app()
 @app.post("/admin/gc")
 def run_gc() -> Any:
     require_admin(app)
-    raw = query(app, "graceSeconds")
-    if raw is not None and (not raw.isdigit() or int(raw[:9]) > 30 * 86400):
-        raise BadRequest("graceSeconds must be an integer from 0 to 2592000", code="invalid_grace")
-    result = gc.collect(int(raw) if raw is not None else settings().gc_grace_seconds)
+    grace = parse_int(query(app, "graceSeconds"), "graceSeconds", low=0, high=30 * 86400,
+                      code="invalid_grace")
+    result = gc.collect(settings().gc_grace_seconds if grace is None else grace)
     logger.info("gc run", extra=result.to_json())
     return result.to_json()
 

@@ -31,9 +31,9 @@ def get_thumbnail(id: str) -> Any:
         raise BadRequest("size must be small or preview", code="invalid_size")
     etag = f'"{image.sha256}-{size}"'
     cache = cache_control(image.is_private, public_max_age=86400)
-    if etag_matches(app, etag) and image.thumb_status == "ready":
+    if etag_matches(app, etag) and image.thumbnail_status == "ready":
         return not_modified(etag, cache)
-    data = thumbnails.read(image.sha256, size, image.thumb_status)
+    data = thumbnails.read(image.sha256, size, image.thumbnail_status)
     return binary_response(data, content_type=thumbnails.SIZES[size], etag=etag, cache_control=cache)
 
 

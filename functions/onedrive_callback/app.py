@@ -12,7 +12,7 @@ from typing import Any
 from imagerepo import observability
 from imagerepo.api import logger
 from imagerepo.onedrive import msal_auth
-from imagerepo.onedrive.web import make_onedrive_app
+from imagerepo.onedrive.web import make_onedrive_app, request_cookies
 
 app = make_onedrive_app()
 
@@ -20,7 +20,7 @@ app = make_onedrive_app()
 @app.get("/admin/onedrive/callback")
 def callback() -> Any:
     params = dict(app.current_event.query_string_parameters or {})
-    conn = msal_auth.complete_connect(params)
+    conn = msal_auth.complete_connect(params, request_cookies(app))
     logger.info("onedrive connected", extra={"admin_id": conn.admin_id})
     return {"connected": True, "account": conn.account_json()}
 

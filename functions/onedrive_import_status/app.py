@@ -14,8 +14,7 @@ app = make_onedrive_app()
 
 @app.get("/admin/onedrive/import/<jobId>")
 def job_status(jobId: str) -> Any:
-    require_admin(app)
-    return importer.status(jobId)
+    return importer.status(jobId, require_admin(app))
 
 
 lambda_handler = observability.handler(app)

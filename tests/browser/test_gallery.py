@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import make_jpeg
-from tests.helpers import Api, assert_error, db, register_and_login, unique
+from tests.helpers import Api, assert_error, db, register_and_login, unique, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -301,6 +301,10 @@ def test_groups_page_by_page_with_covers(new_page: Any, base_url: str, photo: Pa
     r = owner.post("/images", files={"file": ("cover.jpg", photo.read_bytes(), "image/jpeg")},
                    data={"groupId": str(covered["id"])})
     assert r.status_code == 201, r.text
+    # The cover shows once the thumbnail is ready (rendered asynchronously; a file already
+    # rendered for someone else reads pending for its first seconds, see images.py).
+    info = f"/images/{r.json()['id']}/info"
+    wait_for(lambda: owner.get(info).json()["thumbnails"]["status"] == "ready", timeout=60)
     page = new_page()
     page.goto("/")
     page.get_by_role("heading", name="Groups").wait_for()

@@ -64,13 +64,16 @@ def new_admin(base_url: str) -> Api:
     return api
 
 
-def follow_authorization(standin: StandIn, authorization_url: str) -> requests.Response:
-    """What the admin's browser does: the identity platform approves and redirects to our callback."""
+def follow_authorization(standin: StandIn, authorization_url: str,
+                         browser: requests.Session) -> requests.Response:
+    """What the admin's browser does: the identity platform approves and redirects to our callback.
+
+    ``browser`` is the session that received /connect's answer (its flow cookie)."""
     assert authorization_url.startswith(standin.url + "/")
     r = requests.get(authorization_url, verify=str(standin.ca_path), allow_redirects=False, timeout=10)
     assert r.status_code == 302, r.text
-    # The callback is reached without any bearer token, as from a browser.
-    return requests.get(r.headers["Location"], allow_redirects=False, timeout=60)
+    # The callback is reached without any bearer token, as from a browser, with its cookies.
+    return browser.get(r.headers["Location"], allow_redirects=False, timeout=60)
 
 
 def connect(api: Api, standin: StandIn) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def connect(api: Api, standin: StandIn) -> dict[str, Any]:
     assert {"authorizationUrl", "state", "expiresAt"} <= set(body)
     q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(body["authorizationUrl"]).query))
     assert q["code_challenge_method"] == "S256" and q["state"] == body["state"] and q["nonce"]
-    done = follow_authorization(standin, body["authorizationUrl"])
+    done = follow_authorization(standin, body["authorizationUrl"], api.session)
     assert done.status_code == 200, done.text
     return dict(done.json())
 
@@ -167,7 +170,7 @@ def test_not_connected_answers_with_an_authorization_url(standin: StandIn, base_
     body = error(api.get("/admin/onedrive/items"), 409, "onedrive_not_connected")
     assert body["authorizationUrl"].startswith(f"{standin.url}/{standin.tenant}/oauth2/v2.0/authorize?")
     # That URL is a complete flow: following it connects this admin.
-    done = follow_authorization(standin, body["authorizationUrl"])
+    done = follow_authorization(standin, body["authorizationUrl"], api.session)
     assert done.status_code == 200 and done.json()["connected"] is True
     assert api.get("/admin/onedrive/items").status_code == 200
 
@@ -205,18 +208,56 @@ def test_callback_state_is_single_use(od: Api, standin: StandIn) -> None:
     r = requests.get(start["authorizationUrl"], verify=str(standin.ca_path), allow_redirects=False,
                      timeout=10)
     callback = r.headers["Location"]
-    assert requests.get(callback, timeout=60).status_code == 200
-    replay = requests.get(callback, timeout=60)
+    assert od.session.get(callback, timeout=60).status_code == 200
+    replay = od.session.get(callback, timeout=60)
     error(replay, 400, "onedrive_invalid_state")
     error(requests.get(f"{od.base}/admin/onedrive/callback?code=x&state=forged-state-123", timeout=60),
           400, "onedrive_invalid_state")
     error(requests.get(f"{od.base}/admin/onedrive/callback", timeout=60), 400, "onedrive_invalid_state")
 
 
+def test_state_is_bound_to_the_browser_of_the_admin_who_started(od: Api, standin: StandIn,
+                                                                 base_url: str) -> None:
+    """A flow started by one admin cannot be completed in another browser (a victim sent the
+    authorization URL would connect their OneDrive to the attacker's account)."""
+    start = od.get("/admin/onedrive/connect")
+    cookie = start.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "Path=/admin/onedrive/callback" in cookie and "SameSite=Lax" in cookie
+    victim = requests.Session()
+    body = error(follow_authorization(standin, start.json()["authorizationUrl"], victim), 400,
+                 "onedrive_state_not_bound")
+    assert "another browser" in body["message"]
+    other = new_admin(base_url)  # another admin's browser, with its own flow cookie, fails too
+    assert other.get("/admin/onedrive/connect").status_code == 200
+    again = od.get("/admin/onedrive/connect").json()
+    error(follow_authorization(standin, again["authorizationUrl"], other.session), 400,
+          "onedrive_state_not_bound")
+    assert other.get("/admin/onedrive/status").json() == {"connected": False}
+
+
+def test_import_job_is_readable_by_its_creator_only(od: Api, standin: StandIn, base_url: str) -> None:
+    from imagerepo.db import unit_of_work
+
+    folder = standin.drive.add_folder("root", unique("Mine "))
+    standin.drive.add_file(folder, "m.jpg", jpeg(random.randrange(10**9)))
+    job = start_import(od, folderIds=[folder], isPrivate=True)
+    done = wait_job(od, job["jobId"])
+    assert done["done"] == 1
+    error(new_admin(base_url).get(f"/admin/onedrive/import/{job['jobId']}"), 404, "job_not_found")
+    # A private import gets a key: stored hashed, obtainable by its owner.
+    image_id = done["items"][0]["imageId"]
+    with unit_of_work() as uow:
+        assert uow.scalar("SELECT access_key_hash IS NOT NULL FROM images WHERE id = :i", i=image_id)
+    key = od.post(f"/images/{image_id}/access-key").json()["accessKey"]
+    anon = od.anonymous()
+    assert anon.get(f"/images/{image_id}/info").status_code == 403
+    assert anon.get(f"/images/{image_id}/info", params={"accessKey": key}).status_code == 200
+
+
 def test_declined_consent_is_reported(od: Api, standin: StandIn) -> None:
     start = od.get("/admin/onedrive/connect").json()
     standin.deny_next_authorization = True
-    body = error(follow_authorization(standin, start["authorizationUrl"]), 400,
+    body = error(follow_authorization(standin, start["authorizationUrl"], od.session), 400,
                  "onedrive_authorization_denied")
     assert "access_denied" in body["message"]
     assert od.get("/admin/onedrive/status").status_code == 200  # the existing connection is kept
@@ -335,7 +376,7 @@ def test_revoked_refresh_token_asks_for_a_new_authorization(od: Api, standin: St
     assert "invalid_grant" in body["message"] and "connect again" in body["message"]
     assert body["authorizationUrl"].startswith(standin.url)
     error(od.get("/admin/onedrive/status"), 409, "onedrive_reauthorization_required")
-    assert follow_authorization(standin, body["authorizationUrl"]).status_code == 200
+    assert follow_authorization(standin, body["authorizationUrl"], od.session).status_code == 200
     assert od.get("/admin/onedrive/items").status_code == 200
 
 
@@ -460,6 +501,78 @@ def test_import_survives_throttling(od: Api, standin: StandIn) -> None:
     job = start_import(od, folderIds=[folder])
     done = wait_job(od, job["jobId"])
     assert (done["status"], done["done"]) == ("finished", 3)
+
+
+def test_509_is_throttling_and_the_api_503_carries_retry_after(od: Api, standin: StandIn) -> None:
+    served = standin.stats["faults_served"]
+    standin.inject(509, 1, retry_after=1, path="/children")  # bandwidthLimitExceeded
+    assert od.get("/admin/onedrive/items").status_code == 200
+    assert standin.stats["faults_served"] == served + 1
+    standin.inject(509, 10, retry_after=5)
+    r = od.get("/admin/onedrive/status")
+    error(r, 503, "onedrive_throttled")
+    assert r.headers["Retry-After"] == "5"
+    standin.clear_faults()
+    served = standin.stats["faults_served"]
+    standin.inject(429, 10, retry_after=30)  # longer than an API function may wait: not slept
+    r = od.get("/admin/onedrive/status")
+    error(r, 503, "onedrive_throttled")
+    assert r.headers["Retry-After"] == "30" and standin.stats["faults_served"] == served + 1
+
+
+@pytest.fixture
+def short_worker_wait(stack: Any) -> Iterator[None]:
+    """The worker sleeps at most 1 s inside one Graph request (120 s in production)."""
+    env = stack.runtime.env_overrides
+    env["GRAPH_WORKER_MAX_WAIT"] = "1"
+    yield
+    env.pop("GRAPH_WORKER_MAX_WAIT", None)
+
+
+def _job_row(admin: Api, folder: str, name: str) -> str:
+    import json
+    import uuid
+
+    from imagerepo.db import unit_of_work
+
+    job_id = str(uuid.uuid4())
+    with unit_of_work() as uow:  # a job as POST /admin/onedrive/import records it, minus the invoke
+        uow.run("INSERT INTO onedrive_import_jobs (id, admin_id, request)"
+                " VALUES (:id, :a, CAST(:r AS jsonb))",
+                id=job_id, a=admin.get("/me").json()["id"],
+                r=json.dumps({"roots": [{"id": folder, "name": name, "kind": "folder", "groupId": None}]}))
+        uow.commit()
+    return job_id
+
+
+def test_retry_after_beyond_the_budget_is_waited_out_by_a_later_invocation(
+        od: Api, standin: StandIn, stack: Any, short_worker_wait: None) -> None:
+    folder = standin.drive.add_folder("root", unique("Patience "))
+    standin.drive.add_file(folder, "p.jpg", jpeg(random.randrange(10**9)))
+    job_id = _job_row(od, folder, "Patience")
+    standin.download_log.clear()
+    standin.inject(429, 1, retry_after=4, path="/_download/")
+    # 62 s left: 2 s of budget past the 60 s safety margin, less than the 4 s asked for.
+    result = stack.runtime.invoke("OneDriveImportWorkerFunction", {"jobId": job_id}, timeout=62)
+    assert result == {"jobId": job_id, "outcome": "waiting"}
+    status = od.get(f"/admin/onedrive/import/{job_id}").json()
+    assert status["status"] == "running" and status["throttledUntil"] and status["failed"] == 0
+    done = wait_job(od, job_id)
+    assert (done["status"], done["done"], done["failed"]) == ("finished", 1, 0)
+    (throttled_at, first), (retried_at, second) = standin.download_log[:2]
+    assert (first, second) == (429, 200) and len(standin.download_log) == 2
+    assert retried_at - throttled_at >= 4.0, "Retry-After was not waited out"
+
+
+def test_listing_throttled_beyond_the_wait_does_not_fail_the_job(
+        od: Api, standin: StandIn, short_worker_wait: None) -> None:
+    folder = standin.drive.add_folder("root", unique("Listed "))
+    for n in range(2):
+        standin.drive.add_file(folder, f"l{n}.jpg", jpeg(random.randrange(10**9)))
+    standin.inject(429, 1, retry_after=2, path="/children")
+    job = start_import(od, folderIds=[folder])
+    done = wait_job(od, job["jobId"])
+    assert (done["status"], done["done"], done["failed"]) == ("finished", 2, 0), done
 
 
 def test_import_with_revoked_authorization_fails_the_job(od: Api, standin: StandIn) -> None:

@@ -48,6 +48,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     | s3(PUT, "materialized/*") | s3("s3:AbortMultipartUpload", "materialized/*"),
     "ImageInfoFunction": DB | JWT,
     "ImageUpdateFunction": DB | JWT,
+    "ImageAccessKeyFunction": DB | JWT,
     "ImageDeleteFunction": DB | JWT,  # releases references; GC deletes
     "ImageThumbnailFunction": DB | JWT | BUCKET | s3(GET, "thumbnails/*"),
     "AdminStatsFunction": DB | JWT,

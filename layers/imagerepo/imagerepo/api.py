@@ -15,8 +15,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 
-from imagerepo import users
-from imagerepo.errors import AppError, BadRequest, Forbidden, TooManyRequests, Unauthorized
+from imagerepo import inputs, users
+from imagerepo.errors import AppError, Forbidden, TooManyRequests, Unauthorized
 from imagerepo.observability import logger
 from imagerepo.security import Principal, decode_token, parse_bearer
 
@@ -31,8 +31,17 @@ def error_response(status: int, code: str, message: str, *, headers: dict[str, s
                     body=json.dumps(body), headers={"Cache-Control": "no-store", **(headers or {})})
 
 
+def _check_parameters(app: APIGatewayHttpResolver, next_middleware: Any) -> Response:
+    """Edge check on every route: query and path parameters are clean, bounded text."""
+    event = app.current_event
+    inputs.check_params(event.query_string_parameters, "query")
+    inputs.check_params(event.path_parameters, "path", percent_encoded=True)
+    return next_middleware(app)
+
+
 def make_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver()
+    app.use(middlewares=[_check_parameters])
 
     @app.exception_handler(AppError)
     def _app_error(exc: AppError) -> Response:
@@ -109,23 +118,12 @@ def access_key(app: APIGatewayHttpResolver) -> str | None:
 
 
 def json_body(app: APIGatewayHttpResolver) -> dict[str, Any]:
-    raw = app.current_event.decoded_body or ""
-    if len(raw) > MAX_JSON_BODY:
-        raise BadRequest(f"JSON body over {MAX_JSON_BODY} bytes", code="body_too_large")
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError as exc:
-        raise BadRequest("body is not valid JSON", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object", code="invalid_json")
-    return body
+    """The body as a checked JSON object (UTF-8, bounded size and depth, clean strings)."""
+    return inputs.parse_json_object(raw_body(app), max_bytes=MAX_JSON_BODY)
 
 
 def path_id(app: APIGatewayHttpResolver, name: str = "id") -> int:
-    raw = (app.current_event.path_parameters or {}).get(name, "")
-    if not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"{name} must be a positive integer", code="invalid_id")
-    return int(raw)
+    return inputs.parse_id((app.current_event.path_parameters or {}).get(name, ""), name)
 
 
 def query(app: APIGatewayHttpResolver, name: str) -> str | None:
@@ -136,13 +134,8 @@ def paging(app: APIGatewayHttpResolver, default_size: int) -> tuple[int, int]:
     """``page`` >= 1 and ``pageSize`` 1..100; anything else is a 400."""
     values = []
     for name, default, upper in (("page", 1, 10**9), ("pageSize", default_size, MAX_PAGE_SIZE)):
-        raw = query(app, name)
-        if raw is None or raw == "":
-            values.append(default)
-            continue
-        if not raw.isdigit() or not 1 <= int(raw[:12]) <= upper:
-            raise BadRequest(f"{name} must be an integer from 1 to {upper}", code="invalid_paging")
-        values.append(int(raw))
+        value = inputs.parse_int(query(app, name), name, low=1, high=upper, code="invalid_paging")
+        values.append(default if value is None else value)
     return values[0], values[1]
 
 
@@ -157,7 +150,7 @@ def raw_body(app: APIGatewayHttpResolver) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
         return base64.b64decode(body)
-    return body.encode("utf-8")
+    return body.encode("utf-8", errors="surrogatepass")  # a lone surrogate fails the UTF-8 check
 
 
 def etag_matches(app: APIGatewayHttpResolver, etag: str) -> bool:
@@ -171,9 +164,16 @@ def content_disposition(filename: str) -> str:
     return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(filename)}"
 
 
-def cache_control(is_private: bool, public_max_age: int) -> str:
-    """Shared caches may keep public images; private ones are revalidated (ETag) every time."""
-    return "private, max-age=0, must-revalidate" if is_private else f"public, max-age={public_max_age}"
+PUBLIC_MAX_AGE = 60  # a privacy change reaches shared caches within this many seconds
+
+
+def cache_control(is_private: bool, public_max_age: int = PUBLIC_MAX_AGE) -> str:
+    """Shared caches may keep public images for at most a minute, then revalidate (ETag):
+    making an image private takes effect everywhere within PUBLIC_MAX_AGE seconds.
+    Private ones are never stored by shared caches and are revalidated every time."""
+    if is_private:
+        return "private, max-age=0, must-revalidate"
+    return f"public, max-age={min(public_max_age, PUBLIC_MAX_AGE)}, must-revalidate"
 
 
 def binary_response(data: bytes, *, content_type: str, etag: str, cache_control: str,

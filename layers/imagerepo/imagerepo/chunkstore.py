@@ -34,6 +34,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import re
 import threading
 from collections import Counter, deque
@@ -51,6 +52,8 @@ from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
 from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError
 from imagerepo.lru import ChunkCache, shared_cache
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -145,6 +148,7 @@ class StoredBlob:
     size: int
     chunk_count: int
     created: bool  # this call created the blob row (False: an identical file existed)
+    revived: bool = False  # the row existed at refcount 0: GC may have removed its objects
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,10 @@ class ChunkStore:
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store PUT {key} failed: {exc}") from exc
 
+    def exists(self, key: str) -> bool:
+        """HEAD ``key``: False when absent; other failures are an UpstreamError."""
+        return self._exists(key)
+
     def _exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
@@ -285,12 +293,24 @@ class ChunkStore:
         row = uow.one(
             "INSERT INTO blobs (sha256, size, chunker, chunk_count, refcount)"
             " VALUES (:sha, :size, :chunker, :count, 1)"
-            " ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL"
-            " RETURNING (xmax = 0) AS inserted, size, chunk_count",
+            " ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL,"
+            # A blob back from refcount 0 may have lost its manifest and thumbnails to a GC
+            # that died before committing: render them again (see _revive).
+            "  thumb_status = CASE WHEN blobs.refcount = 0 THEN 'pending' ELSE blobs.thumb_status END,"
+            "  thumb_attempts = CASE WHEN blobs.refcount = 0 THEN 0 ELSE blobs.thumb_attempts END,"
+            "  thumb_error = CASE WHEN blobs.refcount = 0 THEN NULL ELSE blobs.thumb_error END"
+            " RETURNING (xmax = 0) AS inserted, refcount, size, chunk_count",
             sha=sha, size=size, chunker=self.chunker.describe(), count=chunk_count,
         )
         assert row is not None
-        return StoredBlob(sha, int(row["size"]), int(row["chunk_count"]), bool(row["inserted"]))
+        inserted = bool(row["inserted"])
+        return StoredBlob(sha, int(row["size"]), int(row["chunk_count"]), inserted,
+                          revived=not inserted and int(row["refcount"]) == 1)
+
+    def _revive(self, uow: UnitOfWork, blob: StoredBlob) -> None:
+        """Publish the manifest of a blob taken back from refcount 0 again, after commit."""
+        if blob.revived:
+            self._publish_after_commit(uow, blob, self._chunk_list(uow, blob.sha256))
 
     def _upsert_chunks(self, uow: UnitOfWork, chunks: Sequence[tuple[str, int]]) -> dict[str, int | None]:
         """Add each chunk's occurrences to its refcount, locking rows in hash order.
@@ -325,8 +345,23 @@ class ChunkStore:
             " FROM unnest(CAST(:hashes AS char(64)[])) WITH ORDINALITY AS t(h, seq)",
             sha=blob.sha256, hashes=[h for h, _ in chunks],
         )
+        self._publish_after_commit(uow, blob, chunks)
+
+    def _publish_after_commit(self, uow: UnitOfWork, blob: StoredBlob,
+                              chunks: Sequence[tuple[str, int]]) -> None:
+        """PUT the manifest once the blob row is committed: a rolled-back upload leaves no
+        manifest (whose event would send the thumbnailer after a blob that never existed).
+        If this PUT fails the upload still stands; the thumbnail sweep renders it anyway."""
         manifest = build_manifest(blob.sha256, blob.size, self.chunker.describe(), chunks)
-        self._put_object(manifest_key(blob.sha256), manifest, MANIFEST_CONTENT_TYPE)
+
+        def publish() -> None:
+            try:
+                self._put_object(manifest_key(blob.sha256), manifest, MANIFEST_CONTENT_TYPE)
+            except UpstreamError:
+                log.warning("manifest PUT failed after commit; the sweep renders thumbnails",
+                            extra={"sha256": blob.sha256})
+
+        uow.after_commit(publish)
 
     def put(self, uow: UnitOfWork, data: bytes) -> StoredBlob:
         """Add one reference to the blob holding ``data``, inside the caller's transaction.
@@ -344,6 +379,7 @@ class ChunkStore:
         blob = self._upsert_blob(uow, sha, len(data), len(pieces))
         if not blob.created:
             observability.stored(len(data), 0)
+            self._revive(uow, blob)
             return blob
         hashes = [_sha256(p) for p in pieces]
         by_hash = dict(zip(hashes, pieces, strict=True))
@@ -432,6 +468,7 @@ class ChunkStore:
         """Phase 2 of put_stream; None when a staged chunk object has disappeared."""
         blob = self._upsert_blob(uow, staged.sha256, staged.size, len(staged.chunks))
         if not blob.created:
+            self._revive(uow, blob)
             return blob
         before = self._upsert_chunks(uow, staged.chunks)
         present = self._map(lambda h: self._exists(chunk_key(h)), self._objects_at_risk(before))

@@ -5,7 +5,17 @@ warm container"; the local gateway runs handlers on threads, where it keeps
 connections from being shared.
 
 A unit of work is a context manager: it begins a transaction, the caller
-commits explicitly, leaving the block without commit rolls back.
+commits explicitly, leaving the block without commit rolls back. Units of work
+never nest on a thread (:class:`NestedUnitOfWork`): an inner one would silently
+share, and commit, the outer transaction.
+
+A connection is discarded after any failure while a statement was in flight
+other than an error Postgres reported cleanly (``DatabaseError`` with a SQLSTATE:
+the server answered, the protocol is in sync, ROLLBACK recovers it). Anything
+else (an encoding error after Parse was sent, a timeout, a dropped socket) leaves
+the wire protocol in an unknown state, so the connection is closed, never reused.
+Callbacks registered with :meth:`UnitOfWork.after_commit` run once COMMIT has
+succeeded: objects that trigger events (a manifest) are written only then.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import contextlib
 import os
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +43,18 @@ _AUTH_FAILED = ("28000", "28P01")
 def _auth_failed(exc: pg8000.exceptions.DatabaseError) -> bool:
     details = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     return details.get("C") in _AUTH_FAILED
+
+
+class NestedUnitOfWork(RuntimeError):
+    """unit_of_work() entered while this thread already has one open."""
+
+
+def _server_error(exc: BaseException) -> bool:
+    """An error Postgres answered with a SQLSTATE: the connection is still in sync."""
+    if type(exc) is not pg8000.exceptions.DatabaseError:
+        return False
+    info = exc.args[0] if exc.args else None
+    return isinstance(info, dict) and "C" in info
 
 
 def _connect() -> pg8000.native.Connection:
@@ -99,12 +121,22 @@ class UnitOfWork:
     def __init__(self, con: pg8000.native.Connection) -> None:
         self._con = con
         self.committed = False
+        self.broken = False
+        self._after_commit: list[Callable[[], None]] = []
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        try:
+            return self._con.run(sql, **params) or []
+        except BaseException as exc:
+            if not _server_error(exc):
+                self.broken = True  # protocol state unknown: never reuse this connection
+            raise
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        return self._con.run(sql, **params) or []
+        return self._execute(sql, params)
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        result = self._con.run(sql, **params) or []
+        result = self._execute(sql, params)
         names = [c["name"] for c in self._con.columns or []]
         return [dict(zip(names, row, strict=True)) for row in result]
 
@@ -116,9 +148,16 @@ class UnitOfWork:
         result = self.run(sql, **params)
         return result[0][0] if result else None
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
+
     def commit(self) -> None:
-        self._con.run("COMMIT")
+        self._execute("COMMIT", {})
         self.committed = True
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
 
 def _begin() -> pg8000.native.Connection:
@@ -137,16 +176,27 @@ def _begin() -> pg8000.native.Connection:
 
 @contextmanager
 def unit_of_work() -> Iterator[UnitOfWork]:
-    con = _begin()
-    uow = UnitOfWork(con)
+    if getattr(_local, "open", False):
+        raise NestedUnitOfWork("a unit of work is already open on this thread: pass it down")
+    _local.open = True
     try:
-        yield uow
-    except BaseException:
-        _rollback(con)
-        raise
-    else:
-        if not uow.committed:
-            _rollback(con)
+        con = _begin()
+        uow = UnitOfWork(con)
+        try:
+            yield uow
+        except BaseException:
+            if uow.broken:
+                discard_connection()
+            else:
+                _rollback(con)
+            raise
+        else:
+            if uow.broken:
+                discard_connection()
+            elif not uow.committed:
+                _rollback(con)
+    finally:
+        _local.open = False
 
 
 def _rollback(con: pg8000.native.Connection) -> None:

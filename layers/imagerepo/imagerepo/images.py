@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from imagerepo import imaging, observability, throttle
+from imagerepo import imaging, inputs, observability, throttle
 from imagerepo.chunkstore import default_store
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
@@ -25,11 +25,12 @@ from imagerepo.security import Principal, generate_access_key, hash_secret, veri
 
 MAX_NAME = 255
 MAX_DESCRIPTION = 2000
+THUMB_REVEAL_SECONDS = 2.0
 _ACCESS_KEY = re.compile(r"^[\x21-\x7e]{8,128}$")
 
 _COLUMNS = """i.id, i.owner_id, u.name AS owner_name, i.blob_sha256, i.name, i.description,
     i.is_private, i.access_key_hash, i.group_id, i.content_type, i.width, i.height, i.size,
-    i.created_at, i.updated_at, b.thumb_status"""
+    i.created_at, i.updated_at, b.thumb_status, b.thumb_updated_at"""
 _FROM = "images i JOIN users u ON u.id = i.owner_id JOIN blobs b ON b.sha256 = i.blob_sha256"
 
 
@@ -50,6 +51,7 @@ class Image:
     size: int
     created_at: dt.datetime
     thumb_status: str
+    thumb_updated_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Image:
@@ -58,13 +60,31 @@ class Image:
                    description=row["description"], is_private=row["is_private"],
                    access_key_hash=row["access_key_hash"], group_id=row["group_id"],
                    content_type=row["content_type"], width=row["width"], height=row["height"],
-                   size=row["size"], created_at=row["created_at"], thumb_status=row["thumb_status"])
+                   size=row["size"], created_at=row["created_at"], thumb_status=row["thumb_status"],
+                   thumb_updated_at=row.get("thumb_updated_at"))
 
     def is_owned_by(self, who: Principal | None) -> bool:
         return who is not None and who.user_id == self.owner_id
 
+    @property
+    def thumbnail_status(self) -> str:
+        """pending | ready | failed as this image's readers see it.
+
+        A blob that someone else's identical file had rendered before this image existed
+        must not show ``ready`` at once (the upload's answer would tell the uploader the
+        file exists): such an image reads ``pending`` for its first THUMB_REVEAL_SECONDS,
+        about what a new render takes. A render finished after the image was created
+        tells nothing and shows as is."""
+        status = "pending" if self.thumb_status == "processing" else self.thumb_status
+        if status == "pending" or (self.thumb_updated_at is not None
+                                   and self.thumb_updated_at >= self.created_at):
+            return status
+        age = (dt.datetime.now(dt.UTC) - self.created_at).total_seconds()
+        return "pending" if age < THUMB_REVEAL_SECONDS else status
+
     def to_json(self, viewer: Principal | None = None, *, access_key: str | None = None) -> dict[str, Any]:
-        ready = self.thumb_status == "ready"
+        status = self.thumbnail_status
+        ready = status == "ready"
         thumbs = f"/images/{self.id}/thumbnail"
         body: dict[str, Any] = {
             "id": self.id, "name": self.name, "description": self.description,
@@ -74,7 +94,7 @@ class Image:
             "width": self.width, "height": self.height, "sha256": self.sha256,
             "groupId": self.group_id, "createdAt": self.created_at.isoformat(),
             "thumbnails": {
-                "status": "pending" if self.thumb_status == "processing" else self.thumb_status,
+                "status": status,
                 "small": f"{thumbs}?size=small" if ready else None,
                 "preview": f"{thumbs}?size=preview" if ready else None,
             },
@@ -123,13 +143,7 @@ def parse_access_key(value: Any) -> str | None:
 def parse_group_id(value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise BadRequest("groupId must be a positive integer", code="invalid_field")
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, str) and value.isdigit() and 0 < int(value) < 2**63:
-        return int(value)
-    raise BadRequest("groupId must be a positive integer", code="invalid_field")
+    return inputs.parse_id(value, "groupId", code="invalid_field")
 
 
 def check_group(uow: UnitOfWork, group_id: int | None) -> None:
@@ -320,6 +334,20 @@ def update(image_id: int, who: Principal, changes: dict[str, Any]) -> tuple[Imag
         image = load(uow, image_id)
         uow.commit()
     return image, new_key
+
+
+def new_access_key(image_id: int, who: Principal) -> str:
+    """A fresh generated key for the image (owner or admin); the old key stops working.
+
+    This is how a key reaches its owner after an admin made the image private."""
+    key = generate_access_key()
+    with unit_of_work() as uow:
+        image = load(uow, image_id, for_update=True)
+        require_manage(image, who)
+        uow.run("UPDATE images SET access_key_hash = :kh, updated_at = now() WHERE id = :id",
+                kh=hash_secret(key), id=image_id)
+        uow.commit()
+    return key
 
 
 def _remove(uow: UnitOfWork, image_id: int, sha256: str) -> None:

@@ -10,6 +10,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
+from imagerepo import inputs
 from imagerepo.errors import BadRequest
 
 MAX_PARTS = 32
@@ -64,7 +65,7 @@ def parse(body: bytes, content_type: str) -> Form:
         if not sep:
             raise BadRequest("multipart part without headers", code="invalid_multipart")
         headers = {}
-        for line in head.decode("utf-8", errors="replace").split("\r\n"):
+        for line in inputs.decode_utf8(head, "a multipart part header").split("\r\n"):
             name, colon, value = line.partition(":")
             if colon:
                 headers[name.strip().lower()] = value.strip()
@@ -73,11 +74,15 @@ def parse(body: bytes, content_type: str) -> Form:
         name = params.get("name", "")
         if not disposition.lower().startswith("form-data") or not name:
             raise BadRequest("multipart part without a form-data name", code="invalid_multipart")
+        inputs.check_text(name, "a multipart field name", max_chars=256)
         if "filename" in params:
-            files[name] = FilePart(params["filename"], headers.get("content-type",
-                                                                  "application/octet-stream"), data)
+            # A filename is not typed by the user: it is sanitized (images.sanitize_filename)
+            # rather than refused, so a control character in it is dropped, not a 400.
+            content_type = headers.get("content-type", "application/octet-stream")
+            files[name] = FilePart(params["filename"][:1024], content_type, data)
         else:
             if len(data) > MAX_FIELD_BYTES:
                 raise BadRequest(f"form field {name!r} is too long", code="field_too_long")
-            fields[name] = data.decode("utf-8", errors="replace")
+            fields[name] = inputs.check_text(inputs.decode_utf8(data, f"form field {name!r}"),
+                                             f"form field {name!r}")
     return Form(fields, files)

@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from imagerepo import imaging, observability
 from imagerepo.api import logger
 from imagerepo.chunkstore import default_store, manifest_key, thumbnail_key
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
-from imagerepo.errors import AppError, NotFound
+from imagerepo.errors import AppError, NotFound, UpstreamError
 
 MAX_ATTEMPTS = 3
 STALE_SECONDS = 120
@@ -84,8 +86,8 @@ def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
     if not claimed and current is None:
         if not _manifest_exists(sha256):
             return Outcome(sha256, "skipped")  # a late event for a blob GC has removed
-        # The manifest is written inside the uploading transaction, so its event can
-        # arrive a moment before the blob row is committed: wait a little for it.
+        # The manifest is PUT after the uploading transaction commits, but a replica
+        # (or an old writer) may lag: wait a little for the row.
         deadline = time.monotonic() + visibility_wait
         while not claimed and current is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -142,8 +144,30 @@ def sweep(limit: int = 20) -> list[Outcome]:
 
 
 def read(sha256: str, size: str, status: str) -> bytes:
+    """The thumbnail's bytes; 404 while not ready, and 404 ``thumbnail_missing`` (after
+    queueing a new render for the sweep) if the blob says ready but the object is gone."""
     if status != "ready":
         raise NotFound(f"thumbnails are {status}", code="thumbnail_not_ready")
     store = default_store()
-    obj = store.s3.get_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size))
-    return bytes(obj["Body"].read())
+    try:
+        obj = store.s3.get_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size))
+        return bytes(obj["Body"].read())
+    except store.s3.exceptions.NoSuchKey:
+        pass
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise UpstreamError(f"object store GET thumbnail failed: {exc}") from exc
+    except BotoCoreError as exc:
+        raise UpstreamError(f"object store GET thumbnail failed: {exc}") from exc
+    requeue(sha256)
+    raise NotFound("the thumbnail object is missing; it is being rendered again",
+                   code="thumbnail_missing")
+
+
+def requeue(sha256: str) -> None:
+    """Mark a ready blob's thumbnails pending again, with fresh attempts, for the sweep."""
+    with unit_of_work() as uow:
+        uow.run("UPDATE blobs SET thumb_status = 'pending', thumb_attempts = 0, thumb_error = NULL,"
+                " thumb_updated_at = now() - make_interval(secs => :stale)"
+                " WHERE sha256 = :s AND thumb_status = 'ready'", s=sha256, stale=STALE_SECONDS)
+        uow.commit()

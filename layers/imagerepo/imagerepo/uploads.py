@@ -3,12 +3,15 @@
 The ingest streams the object to a temporary file (validated by decoding from
 disk) and through the chunk store, so memory holds a few chunks whatever the
 file's size. Claiming is one conditional UPDATE: a duplicate S3 event does
-nothing; whatever the outcome, the incoming object is deleted.
+nothing (and never deletes the object of an upload still pending or processing);
+once the upload is ready or failed, the incoming object is deleted. A scheduled
+:func:`sweep` re-drives uploads whose event was lost or whose ingest died.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import tempfile
 import time
@@ -34,6 +37,7 @@ from imagerepo.s3 import presigning_client
 from imagerepo.security import Principal, generate_access_key, hash_secret
 
 INCOMING = "incoming/"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_ATTEMPTS = 3
 _COPY_BUFFER = 1024 * 1024
 
@@ -216,6 +220,65 @@ def ingest(upload_id: str) -> str:
                          observability.MetricUnit.Milliseconds)
     logger.info("upload ingested", extra={"upload_id": upload_id, "image_id": image_id})
     return "ready"
+
+
+STALE_SECONDS = 300  # as _claim: a processing upload untouched this long was abandoned
+
+
+def sweep(stale_seconds: int = STALE_SECONDS, limit: int = 20) -> dict[str, str]:
+    """Re-drive uploads left behind, synchronously, in this process: processing past
+    ``stale_seconds`` (the ingest died), or pending with their object present (the event was
+    lost); fail the ones whose object never came (expired) or is gone; remove incoming/
+    objects of settled uploads. Returns ``{upload id: outcome}``.
+
+    For a quiet system (tests, ``devstack.invariants.settle_and_check``): deployed, the
+    housekeeping schedule runs :func:`imagerepo.recovery.sweep`, which re-drives through
+    S3 events instead."""
+    with unit_of_work() as uow:
+        rows = uow.rows(
+            "SELECT id::text AS id, status, expires_at < now() AS expired FROM uploads"
+            " WHERE status IN ('pending', 'processing')"
+            " AND updated_at < now() - make_interval(secs => :stale)"
+            " ORDER BY updated_at LIMIT :limit", stale=stale_seconds, limit=limit)
+    store = default_store()
+    outcomes: dict[str, str] = {}
+    for row in rows:
+        upload_id = row["id"]
+        try:
+            if store.exists(INCOMING + upload_id):
+                if row["status"] == "processing":  # let _claim take it although recently touched
+                    _touch_stale(upload_id)
+                outcomes[upload_id] = ingest(upload_id)
+            elif row["expired"] or row["status"] == "processing":
+                _finish(upload_id, "failed", error="the uploaded file never arrived or was lost")
+                outcomes[upload_id] = "failed"
+        except Exception:  # noqa: BLE001 - one bad upload must not stop the sweep
+            logger.exception("upload sweep failed", extra={"upload_id": upload_id})
+            outcomes[upload_id] = "error"
+    _remove_settled_objects()
+    return outcomes
+
+
+def _remove_settled_objects() -> None:
+    """incoming/ objects of uploads already ready or failed (their delete failed after the commit)."""
+    store = default_store()
+    ids = [o["Key"].removeprefix(INCOMING) for page in store.list_objects(INCOMING) for o in page]
+    ids = [i for i in ids if _UUID.match(i)]
+    if not ids:
+        return
+    with unit_of_work() as uow:
+        settled = [r[0] for r in uow.run(
+            "SELECT id::text FROM uploads WHERE id = ANY(CAST(:ids AS uuid[]))"
+            " AND status IN ('ready', 'failed')", ids=ids)]
+    if settled:
+        store.delete_objects(INCOMING + i for i in settled)
+
+
+def _touch_stale(upload_id: str) -> None:
+    with unit_of_work() as uow:
+        uow.run("UPDATE uploads SET updated_at = now() - interval '1 hour'"
+                " WHERE id = CAST(:id AS uuid) AND status = 'processing'", id=upload_id)
+        uow.commit()
 
 
 def _retry_or_fail(upload_id: str, job: dict[str, Any], exc: Exception) -> None:

@@ -6,6 +6,7 @@ Graph's bodies passed through.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import urllib.parse
 from typing import Any
@@ -27,8 +28,11 @@ def client_for(admin_id: int, *, worker: bool = False,
     """A Graph client acting for this admin. The worker may wait longer on throttling."""
     cfg = cfg or onedrive_settings()
     session = TimeoutSession((5.0, 60.0 if worker else 15.0), cfg.verify)
+    # A Retry-After beyond max_wait is not slept in the request: the API answers 503 with
+    # Retry-After, the worker records it on the job and carries on later (importer.run).
+    worker_wait = float(os.environ.get("GRAPH_WORKER_MAX_WAIT") or 120)
     return GraphClient(cfg.graph_base_url, TokenSource(admin_id, cfg), session,
-                       max_retries=5 if worker else 3, max_wait=120.0 if worker else 8.0,
+                       max_retries=5 if worker else 3, max_wait=worker_wait if worker else 8.0,
                        admin_id=admin_id)
 
 

@@ -1,8 +1,8 @@
 """A small Microsoft Graph client: timeouts, bounded retries, error mapping, paging.
 
 * Every request has a (connect, read) timeout.
-* 429 and 503 are retried up to ``max_retries`` times, waiting what ``Retry-After``
-  says (seconds or an HTTP date) or an exponential backoff with jitter when it is
+* 429, 503 and 509 (bandwidthLimitExceeded) are retried up to ``max_retries`` times,
+  waiting what ``Retry-After`` says (seconds or an HTTP date) or an exponential backoff with jitter when it is
   absent; the total wait is bounded by ``max_wait`` so an API function stays well
   inside the 30 s integration timeout. Throttling beyond that is
   :class:`GraphThrottled` (503).
@@ -32,7 +32,7 @@ import requests
 from imagerepo.errors import AppError, BadRequest, Conflict, NotFound, UpstreamError
 from imagerepo.onedrive.errors import GraphThrottled, ReauthorizationRequired
 
-RETRYABLE = frozenset({429, 503})
+RETRYABLE = frozenset({429, 503, 509})  # 509 bandwidthLimitExceeded is throttling too
 _ITEM_ID = re.compile(r"^[A-Za-z0-9!._\-]{1,256}$")
 _ILLEGAL_NAME_CHARS = frozenset('"*:<>?/\\|')
 _RESERVED_NAMES = frozenset({".lock", "con", "prn", "aux", "nul", "desktop.ini"}

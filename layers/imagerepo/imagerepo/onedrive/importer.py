@@ -22,9 +22,11 @@ carries on where the last one stopped.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,9 +43,9 @@ from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError
 from imagerepo.lambdas import invoke_async
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.config import onedrive_settings
-from imagerepo.onedrive.errors import NotConfigured, ReauthorizationRequired
+from imagerepo.onedrive.errors import GraphThrottled, NotConfigured, ReauthorizationRequired
 from imagerepo.onedrive.graph import FileTooLarge, GraphClient, item_path, validate_item_id
-from imagerepo.security import Principal
+from imagerepo.security import Principal, generate_access_key, hash_secret
 
 SOURCE = "onedrive"
 MAX_IDS = 100
@@ -53,6 +55,7 @@ MAX_ATTEMPTS = 3
 MAX_GROUP_NAME = 100
 STALE_CLAIM_SECONDS = 960  # longer than the worker's 900 s Lambda timeout
 SAFETY_MS = 60_000  # stop taking new files with less than this left; re-invoke instead
+THROTTLE_DEFAULT_SECONDS = 30.0  # a 429/503/509 without Retry-After
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ALLOWED = frozenset({"folderIds", "fileIds", "groupId", "groupName", "recursive", "isPrivate"})
 
@@ -151,13 +154,15 @@ def _job_uuid(raw: str) -> str:
     return raw.lower()
 
 
-def status(job_id: str) -> dict[str, Any]:
-    """Any admin may follow any job (the route is admin-only)."""
+def status(job_id: str, who: Principal) -> dict[str, Any]:
+    """Only the admin who created the job may read it: it names files of that admin's own
+    OneDrive. Another admin gets the same 404 as for an unknown job."""
     job_id = _job_uuid(job_id)
     with unit_of_work() as uow:
         job = uow.one("SELECT id, admin_id, status, request, error, note, created_at, started_at,"
-                      " finished_at FROM onedrive_import_jobs WHERE id = CAST(:id AS uuid)", id=job_id)
-        if job is None:
+                      " finished_at, resume_at FROM onedrive_import_jobs WHERE id = CAST(:id AS uuid)",
+                      id=job_id)
+        if job is None or int(job["admin_id"]) != who.user_id:
             raise NotFound(f"import job {job_id} not found", code="job_not_found")
         counts = dict(uow.run("SELECT status, count(*) FROM onedrive_import_items WHERE job_id = :j"
                               " GROUP BY status", j=job["id"]))
@@ -173,6 +178,7 @@ def status(job_id: str) -> dict[str, Any]:
         "jobId": str(job["id"]), "status": job["status"], "createdBy": job["admin_id"],
         "createdAt": iso(job["created_at"]), "startedAt": iso(job["started_at"]),
         "finishedAt": iso(job["finished_at"]), "error": job["error"], "note": job["note"],
+        "throttledUntil": iso(job["resume_at"]),
         "total": sum(int(v) for v in counts.values()),
         "done": int(counts.get("done", 0)), "skipped": int(counts.get("skipped", 0)),
         "failed": int(counts.get("failed", 0)),
@@ -200,7 +206,7 @@ def _claim_job(job_id: str) -> dict[str, Any] | None:
             "UPDATE onedrive_import_jobs SET status = CASE WHEN status = 'queued' THEN 'listing'"
             " ELSE status END, started_at = coalesce(started_at, now()), updated_at = now()"
             " WHERE id = CAST(:id AS uuid) AND status IN ('queued', 'listing', 'running')"
-            " RETURNING id, admin_id, status, request", id=job_id)
+            " RETURNING id, admin_id, status, request, resume_at", id=job_id)
         uow.commit()
     if job is not None and not isinstance(job["request"], dict):
         job["request"] = json.loads(job["request"])
@@ -313,6 +319,13 @@ def _finish_item(item_id: int, status: str, reason: str | None = None, image_id:
         own.commit()
 
 
+def _release_item(item_id: int) -> None:
+    with unit_of_work() as uow:
+        uow.run("UPDATE onedrive_import_items SET status = 'pending', finished_at = NULL,"
+                " attempts = greatest(attempts - 1, 0) WHERE id = :id", id=item_id)
+        uow.commit()
+
+
 def _existing_image(ref: str) -> int | None:
     with unit_of_work() as uow:
         found = uow.scalar("SELECT id FROM images WHERE source = :src AND source_ref = :ref",
@@ -360,13 +373,17 @@ def _import_one(job: dict[str, Any], item: dict[str, Any], graph: GraphClient, o
             _finish_item(item_id, "skipped", f"not an importable image: {exc.message}")
             return
 
+        # A private import gets a key like any private image; stored hashed, the owner
+        # obtains a readable one with POST /images/{id}/access-key.
+        private = bool(job["request"].get("isPrivate"))
+        key_hash = hash_secret(generate_access_key()) if private else None
         try:
             with unit_of_work() as uow:
                 blob = default_store().put_stream(uow, rewinding(spool))
                 image_id = images.insert(uow, images.Record(
                     owner_id=owner.user_id, sha256=blob.sha256,
                     name=images.sanitize_filename(item["name"]), description="",
-                    is_private=bool(job["request"].get("isPrivate")), access_key_hash=None,
+                    is_private=private, access_key_hash=key_hash,
                     group_id=item["group_id"], info=info, size=size, source=SOURCE, source_ref=ref))
                 _finish_item(item_id, "done", None, image_id, uow=uow)
                 uow.commit()
@@ -388,8 +405,8 @@ def _process(job: dict[str, Any], item: dict[str, Any], graph: GraphClient, owne
         return
     try:
         _import_one(job, item, graph, owner)
-    except ReauthorizationRequired:
-        _finish_item(item_id, "pending")
+    except (ReauthorizationRequired, GraphThrottled):
+        _release_item(item_id)  # not the file's fault: back to pending, attempt not counted
         raise
     except AppError as exc:
         if exc.status < 500:
@@ -404,6 +421,57 @@ def _process(job: dict[str, Any], item: dict[str, Any], graph: GraphClient, owne
         _finish_item(item_id, "pending" if retry else "failed", "internal error while importing")
 
 
+def _throttled(job_id: str, exc: GraphThrottled) -> dict[str, Any]:
+    """Record until when Graph asked us to wait; the job as claimed again."""
+    wait = exc.retry_after if exc.retry_after is not None else THROTTLE_DEFAULT_SECONDS
+    with unit_of_work() as uow:
+        uow.run("UPDATE onedrive_import_jobs SET resume_at = now() + make_interval(secs => :w),"
+                " updated_at = now() WHERE id = CAST(:id AS uuid)", id=job_id, w=float(wait))
+        uow.commit()
+    logger.info("onedrive import throttled", extra={"job_id": job_id, "retry_after": wait})
+    job = _claim_job(job_id)
+    if job is None:
+        raise AppError("the import job disappeared while throttled")
+    return job
+
+
+def _wait_until(resume_at: Any, remaining_ms: Callable[[], int], continue_with: str | None,
+                job_id: str) -> bool:
+    """Sleep until ``resume_at`` if this invocation's budget allows; else sleep what it
+    can, re-invoke the worker (it waits the rest) and answer False."""
+    if resume_at is None:
+        return True
+    wait = (resume_at - dt.datetime.now(dt.UTC)).total_seconds()
+    if wait <= 0:
+        return True
+    budget = (remaining_ms() - SAFETY_MS) / 1000
+    if wait <= budget or not continue_with:
+        time.sleep(max(0.0, min(wait, budget)) if continue_with else wait)
+        return True
+    time.sleep(max(0.0, budget))
+    invoke_async(continue_with, {"jobId": job_id})
+    return False
+
+
+def _work(job: dict[str, Any], remaining_ms: Callable[[], int], continue_with: str | None) -> str | None:
+    """List (once) and import files until none is left (None) or time runs short."""
+    job_id = str(job["id"])
+    owner = users.get(int(job["admin_id"])).principal
+    graph = drive.client_for(owner.user_id, worker=True)
+    if job["status"] == "listing":
+        _enumerate(job, graph)
+    while True:
+        if continue_with and remaining_ms() < SAFETY_MS:
+            invoke_async(continue_with, {"jobId": job_id})
+            return "continued"
+        with unit_of_work() as uow:
+            item = uow.one(_claim_item(), j=job["id"], stale=STALE_CLAIM_SECONDS)
+            uow.commit()
+        if item is None:
+            return None
+        _process(job, item, graph, owner)
+
+
 def run(job_id: str, remaining_ms: Callable[[], int], *, continue_with: str | None = None) -> str:
     """Work on a job until it is done or time runs short; returns what happened.
 
@@ -415,20 +483,17 @@ def run(job_id: str, remaining_ms: Callable[[], int], *, continue_with: str | No
     if job is None:
         return "nothing to do"
     try:
-        owner = users.get(int(job["admin_id"])).principal
-        graph = drive.client_for(owner.user_id, worker=True)
-        if job["status"] == "listing":
-            _enumerate(job, graph)
         while True:
-            if continue_with and remaining_ms() < SAFETY_MS:
-                invoke_async(continue_with, {"jobId": job_id})
-                return "continued"
-            with unit_of_work() as uow:
-                item = uow.one(_claim_item(), j=job["id"], stale=STALE_CLAIM_SECONDS)
-                uow.commit()
-            if item is None:
-                break
-            _process(job, item, graph, owner)
+            if not _wait_until(job.get("resume_at"), remaining_ms, continue_with, job_id):
+                return "waiting"  # handed over to a later invocation, still throttled
+            try:
+                outcome = _work(job, remaining_ms, continue_with)
+            except GraphThrottled as exc:  # a listing or a download: the job waits, never fails
+                job = _throttled(job_id, exc)
+                continue
+            if outcome is not None:
+                return outcome
+            break
     except ReauthorizationRequired as exc:
         _fail_job(job_id, f"OneDrive authorization is needed again ({exc.message})")
         return "failed"

@@ -15,8 +15,11 @@ Graph request, and are never logged.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import threading
 import warnings
 from dataclasses import dataclass
@@ -100,12 +103,46 @@ def _cache_aad(admin_id: int) -> str:
     return f"cache:{admin_id}"
 
 
-def begin_connect(admin_id: int, fallback_redirect_uri: str = "") -> dict[str, Any]:
-    """Start an auth-code flow for this admin; returns the URL to send the browser to."""
+FLOW_COOKIE_PREFIX = "imagerepo_onedrive_flow_"
+
+
+def flow_cookie_name(state: str) -> str:
+    """One cookie per flow (two tabs may connect at once), named after the state's digest."""
+    return FLOW_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def _digest(binder: str) -> str:
+    return hashlib.sha256(binder.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Started:
+    """A new flow: ``body`` for the client; ``binder`` goes into a cookie for the admin's browser."""
+
+    body: dict[str, Any]
+    binder: str
+    secure: bool  # the callback is https: the cookie may be Secure
+
+    @property
+    def cookie_name(self) -> str:
+        return flow_cookie_name(str(self.body["state"]))
+
+
+def begin_connect(admin_id: int) -> Started:
+    """Start an auth-code flow for this admin; returns the URL to send the browser to.
+
+    The state is bound to the browser that will complete it: a random binder whose
+    SHA-256 is stored with the flow travels as an HttpOnly cookie scoped to the
+    callback, and the callback refuses the state without it. A flow started by
+    one admin therefore cannot be completed in someone else's browser (which
+    would connect that person's OneDrive to the first admin's account).
+    The redirect URI comes only from configuration (never from request headers).
+    """
     cfg = onedrive_settings()
-    redirect_uri = cfg.redirect_uri or fallback_redirect_uri
+    redirect_uri = cfg.redirect_uri
     if not redirect_uri:
-        raise NotConfigured("OneDrive is not configured: the redirect URI is missing")
+        raise NotConfigured("OneDrive is not configured: OneDriveRedirectUri (ONEDRIVE_REDIRECT_URI)"
+                            " is not set")
     app = build_app(cfg)
     try:
         flow = app.initiate_auth_code_flow(list(cfg.scopes), redirect_uri=redirect_uri,
@@ -113,6 +150,7 @@ def begin_connect(admin_id: int, fallback_redirect_uri: str = "") -> dict[str, A
     except ValueError as exc:
         raise NotConfigured(f"OneDrive is misconfigured: {exc}", code="onedrive_misconfigured") from exc
     state = str(flow["state"])
+    binder = secrets.token_urlsafe(32)
     sealed = crypto.seal(cfg.cache_key, "flow", json.dumps(flow).encode(), _flow_aad(state))
     expires_at = dt.datetime.now(dt.UTC) + FLOW_TTL
     with unit_of_work() as uow:
@@ -121,12 +159,13 @@ def begin_connect(admin_id: int, fallback_redirect_uri: str = "") -> dict[str, A
         uow.run("DELETE FROM onedrive_auth_flows WHERE admin_id = :a AND state NOT IN (SELECT state"
                 " FROM onedrive_auth_flows WHERE admin_id = :a ORDER BY created_at DESC LIMIT :keep)",
                 a=admin_id, keep=MAX_OPEN_FLOWS - 1)
-        uow.run("INSERT INTO onedrive_auth_flows (state, admin_id, flow, expires_at)"
-                " VALUES (:state, :admin, :flow, :exp)",
-                state=state, admin=admin_id, flow=sealed, exp=expires_at)
+        uow.run("INSERT INTO onedrive_auth_flows (state, admin_id, flow, expires_at, binder_sha256)"
+                " VALUES (:state, :admin, :flow, :exp, :binder)",
+                state=state, admin=admin_id, flow=sealed, exp=expires_at, binder=_digest(binder))
         uow.commit()
-    return {"authorizationUrl": flow["auth_uri"], "state": state,
-            "expiresAt": expires_at.isoformat(), "redirectUri": redirect_uri}
+    return Started({"authorizationUrl": flow["auth_uri"], "state": state,
+                    "expiresAt": expires_at.isoformat(), "redirectUri": redirect_uri},
+                   binder, redirect_uri.startswith("https://"))
 
 
 @dataclass(frozen=True)
@@ -143,12 +182,13 @@ class Connection:
                 "homeAccountId": self.home_account_id, "connectedAt": self.connected_at.isoformat()}
 
 
-def complete_connect(params: dict[str, str]) -> Connection:
+def complete_connect(params: dict[str, str], cookies: dict[str, str]) -> Connection:
     """Finish the flow named by ``state`` (single use) and store the admin's token cache.
 
     The callback is reached by a browser redirect, which carries no bearer token:
     the caller is identified by the unguessable, single-use, short-lived state
-    that only the admin's own /connect call created (and PKCE binds the code to it).
+    that only the admin's own /connect call created (and PKCE binds the code to it),
+    presented together with that call's binder cookie (see :func:`begin_connect`).
     """
     state = params.get("state") or ""
     if not _STATE.match(state):
@@ -157,11 +197,16 @@ def complete_connect(params: dict[str, str]) -> Connection:
     cfg = onedrive_settings()
     with unit_of_work() as uow:
         row = uow.one("DELETE FROM onedrive_auth_flows WHERE state = :s"
-                      " RETURNING admin_id, flow, expires_at > now() AS live", s=state)
+                      " RETURNING admin_id, flow, expires_at > now() AS live, binder_sha256", s=state)
         uow.commit()
     if row is None or not row["live"]:
         raise BadRequest("unknown, used or expired authorization state: start again with"
                          " GET /admin/onedrive/connect", code="onedrive_invalid_state")
+    binder = cookies.get(flow_cookie_name(state), "")
+    if not row["binder_sha256"] or not hmac.compare_digest(_digest(binder), row["binder_sha256"]):
+        raise BadRequest("this authorization was started in another browser or session: start"
+                         " again with GET /admin/onedrive/connect from the admin's own browser",
+                         code="onedrive_state_not_bound")
     admin_id = int(row["admin_id"])
     if params.get("error"):
         detail = (params.get("error_description") or "")[:300]
