@@ -1,191 +1,197 @@
-"""Dedup benchmark: fixed-size vs content-defined (FastCDC) chunking, side by side.
+"""Chunker choice: dedup, S3 requests and AWS cost on the corpus' edited copies, side by side.
 
-Run from the repository root::
+    PYTHONPATH=.:layers/imagerepo .venv/bin/python bench/bench_dedup.py [--corpus DIR]
 
-    PYTHONPATH=layers/imagerepo python bench/bench_dedup.py [--corpus DIR] [--json PATH]
+The edited-copies set is the corpus' Nokia trio: one 9 MP photo, the same with a
+replaced EXIF block (everything after it shifted by -62 B) and the same with a 20 011 B
+COM segment inserted near the start (generated stand-ins when the corpus is absent).
+*Unique content* is what an ideal byte-level dedup keeps: the base file plus the bytes
+each copy does not share with it (prefix and suffix compared). For each chunker:
 
-For each chunker spec it reports the dedup ratio (logical bytes / unique chunk bytes)
-over the whole corpus and over the Nokia trio alone (one photo, the same with a
-replaced EXIF block, i.e. shifted by -62 B, and the same with a 20011-byte COM segment
-inserted), the number of chunks and the chunking throughput. Chunking goes through
-``Chunker.split()`` on an in-memory stream, the path the ingest function uses, so disk
-I/O is not measured; hashing the chunks is not timed either.
+* stored bytes ÷ unique content, when the trio is uploaded in turn (whole-file dedup
+  alone stores all three: ~3x);
+* S3 requests per upload (a PUT per new chunk + the manifest) and per download (a GET
+  per chunk), on the trio and on the whole corpus (mostly distinct photos);
+* cost per million uploads at AWS's public prices (us-east-1, S3 Standard):
+  storage $0.023 per GB-month, PUT $0.005 per 1,000, GET $0.0004 per 1,000;
+  a cohort of a million uploads kept 12 months is the yardstick.
+* chunking throughput of the compiled chunker beside the package's pure-Python one.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import io
-import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from imagerepo.chunking import chunker_from_config
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "imagerepo")]
+
+from bench.common import CORPUS, MB, MiB, Row, emit  # noqa: E402
+from imagerepo.chunking import DEFAULT_CHUNKER_SPEC, chunker_from_config  # noqa: E402
 
 SPECS = [
-    "fixed:64KiB",
-    "fixed:256KiB",
     "fixed:1MiB",
+    "fixed:256KiB",
+    "fastcdc:8KiB:32KiB:128KiB",
     "fastcdc:16KiB:64KiB:256KiB",
+    "fastcdc:32KiB:128KiB:512KiB",
     "fastcdc:64KiB:256KiB:1MiB",
+    "fastcdc:128KiB:512KiB:2MiB",
 ]
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-NOKIA_TRIO = (
-    "photo_nokia83_9mp_gps.jpg",
-    "dedup_nokia83_exif_replaced.jpg",
-    "dedup_nokia83_com20011_inserted.jpg",
-)
-MB = 1_000_000
+TRIO = ("photo_nokia83_9mp_gps.jpg", "dedup_nokia83_exif_replaced.jpg",
+        "dedup_nokia83_com20011_inserted.jpg")
+STORAGE_GB_MONTH = 0.023
+PUT_PER_1000 = 0.005
+GET_PER_1000 = 0.0004
+MONTHS = 12
+TARGET_STORED = 1.1
+
+
+def edited_copies(corpus: Path) -> tuple[str, list[bytes]]:
+    if all((corpus / n).is_file() for n in TRIO):
+        return "corpus Nokia trio", [(corpus / n).read_bytes() for n in TRIO]
+    base = random.Random(42).randbytes(2_190_194)
+    return "generated trio (corpus absent)", [
+        base, base[:2] + random.Random(1).randbytes(502) + base[566:],
+        base[:584] + random.Random(2).randbytes(20011) + base[584:]]
+
+
+def all_files(corpus: Path, trio: list[bytes]) -> list[bytes]:
+    files = [p.read_bytes() for p in sorted(corpus.glob("*")) if p.is_file() and p.suffix != ".md"]
+    return [f for f in files if f] or trio
+
+
+def unique_content(files: list[bytes]) -> int:
+    """Base + for each copy the bytes outside its longest common prefix and suffix with the base."""
+    base = files[0]
+    total = len(base)
+    for v in files[1:]:
+        n = min(len(base), len(v))
+        p = 0
+        while p < n and base[p] == v[p]:
+            p += 1
+        s = 0
+        while s < n - p and base[-1 - s] == v[-1 - s]:
+            s += 1
+        total += len(v) - p - s
+    return total
 
 
 @dataclass
-class Result:
-    spec: str
-    chunks: int
-    unique_chunks: int
-    logical_bytes: int
-    unique_bytes: int
-    dedup_ratio: float
-    trio_dedup_ratio: float | None
-    mean_chunk_bytes: float
-    seconds: float
-    throughput_mb_s: float
+class Upload:
+    stored: int
+    puts: float
+    gets: float
 
 
-def load_corpus(corpus: Path) -> list[tuple[str, bytes]]:
-    files = sorted(
-        p
-        for p in corpus.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(corpus).parts)
-    )
-    return [(str(p.relative_to(corpus)), p.read_bytes()) for p in files]
-
-
-def synthetic_set() -> list[tuple[str, bytes]]:
-    """A 4 MiB random buffer, the same with 20011 bytes inserted, the same with 62 removed."""
-    base = random.Random(42).randbytes(4 * 1024 * 1024)
-    middle = len(base) // 2
-    inserted = base[:middle] + random.Random(43).randbytes(20011) + base[middle:]
-    removed = base[:1000] + base[1062:]
-    return [
-        ("random_4MiB", base),
-        ("random_4MiB_20011_inserted", inserted),
-        ("random_4MiB_62_removed", removed),
-    ]
-
-
-def dedup_ratio(chunk_sets: list[list[tuple[bytes, int]]]) -> tuple[float, int, int, int]:
-    """(ratio, logical bytes, unique bytes, unique chunks) over the given files' chunks."""
-    unique: dict[bytes, int] = {}
-    logical = 0
-    for chunks in chunk_sets:
-        for digest, size in chunks:
-            logical += size
-            unique[digest] = size
-    stored = sum(unique.values())
-    return (logical / stored if stored else 1.0), logical, stored, len(unique)
-
-
-def run_spec(spec: str, files: list[tuple[str, bytes]], trio: list[str], repeat: int) -> Result:
+def upload_all(spec: str, files: list[bytes]) -> Upload:
     chunker = chunker_from_config(spec)
-    per_file: dict[str, list[tuple[bytes, int]]] = {}
-    seconds = 0.0
-    for name, data in files:
-        best = float("inf")
-        chunks: list[bytes] = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            chunks = list(chunker.split(io.BytesIO(data)))
-            best = min(best, time.perf_counter() - start)
-        seconds += best
-        assert b"".join(chunks) == data, f"{spec} lost bytes of {name}"
-        per_file[name] = [(hashlib.sha256(c).digest(), len(c)) for c in chunks]
-    ratio, logical, stored, unique_chunks = dedup_ratio(list(per_file.values()))
-    trio_ratio = dedup_ratio([per_file[n] for n in trio])[0] if trio else None
-    n_chunks = sum(len(c) for c in per_file.values())
-    return Result(
-        spec=chunker.describe(),
-        chunks=n_chunks,
-        unique_chunks=unique_chunks,
-        logical_bytes=logical,
-        unique_bytes=stored,
-        dedup_ratio=round(ratio, 4),
-        trio_dedup_ratio=None if trio_ratio is None else round(trio_ratio, 4),
-        mean_chunk_bytes=round(logical / n_chunks, 1) if n_chunks else 0.0,
-        seconds=round(seconds, 4),
-        throughput_mb_s=round(logical / MB / seconds, 1) if seconds else 0.0,
-    )
+    seen: dict[bytes, int] = {}
+    puts = gets = 0
+    blobs: set[bytes] = set()
+    for data in files:
+        sha = hashlib.sha256(data).digest()
+        pieces = list(chunker.split_bytes(data))
+        gets += len(pieces)
+        if sha in blobs:
+            continue  # an identical file: one row update, no request
+        blobs.add(sha)
+        puts += 1  # the manifest
+        for p in pieces:
+            h = hashlib.sha256(p).digest()
+            if h not in seen:
+                seen[h] = len(p)
+                puts += 1
+    return Upload(sum(seen.values()), puts / len(files), gets / len(files))
 
 
-def markdown_table(results: list[Result], trio_label: str) -> str:
-    header = (
-        "| chunker | chunks | unique chunks | mean chunk | stored MB | dedup ratio (all) "
-        f"| dedup ratio ({trio_label}) | throughput MB/s |"
-    )
-    lines = [header, "|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in results:
-        trio = "n/a" if r.trio_dedup_ratio is None else f"{r.trio_dedup_ratio:.3f}"
-        lines.append(
-            f"| `{r.spec}` | {r.chunks} | {r.unique_chunks} | {r.mean_chunk_bytes / 1024:.1f} KiB "
-            f"| {r.unique_bytes / MB:.2f} | {r.dedup_ratio:.3f} | {trio} | {r.throughput_mb_s:.1f} |"
-        )
-    return "\n".join(lines)
+def cost(u: Upload, n_files: int) -> tuple[float, float, float]:
+    """(storage $/month, PUT $, GET $ per million downloads) per million uploads of this mix."""
+    per_upload = u.stored / n_files
+    return (per_upload * 1e6 / 1e9 * STORAGE_GB_MONTH, u.puts * 1e6 / 1000 * PUT_PER_1000,
+            u.gets * 1e6 / 1000 * GET_PER_1000)
+
+
+def throughput(spec: str, data: bytes, runs: int = 3) -> float:
+    """MB/s, best of ``runs`` (the machine may be shared)."""
+    chunker = chunker_from_config(spec)
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        n = sum(len(c) for c in chunker.split_bytes(data))
+        best = min(best, time.perf_counter() - start)
+    return n / MB / best
+
+
+def reference_throughput(data: bytes) -> float:
+    from pyfastcdc.py import FastCDC
+
+    start = time.perf_counter()
+    n = sum(c.length for c in FastCDC(64 * 1024, min_size=16 * 1024, max_size=256 * 1024).cut_buf(data))
+    return n / MB / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="directory of files to chunk")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-    parser.add_argument("--specs", default=",".join(SPECS), help="comma-separated chunker specs")
-    parser.add_argument("--repeat", type=int, default=1, help="time each file N times, keep the best")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
     args = parser.parse_args(argv)
+    label, trio = edited_copies(args.corpus)
+    everything = all_files(args.corpus, trio)
+    unique = unique_content(trio)
+    print(f"Edited copies: {label}, {len(trio)} files, {sum(map(len, trio)) / MB:.2f} MB, unique content "
+          f"{unique / MB:.3f} MB. Whole corpus: {len(everything)} files, "
+          f"{sum(map(len, everything)) / MB:.1f} MB.")
+    print(f"Prices: S3 Standard ${STORAGE_GB_MONTH}/GB-month, PUT ${PUT_PER_1000}/1000, GET "
+          f"${GET_PER_1000}/1000 (us-east-1); a cohort of 10^6 uploads kept {MONTHS} months.\n")
+    print("| chunker | stored ÷ unique (trio) | PUT/upload trio | GET/download trio | PUT/upload corpus "
+          "| GET/download corpus | trio $/10^6 uploads: storage/month, PUTs | GET $/10^6 downloads trio "
+          "| 12-month $ trio | 12-month $ corpus |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    results = {}
+    for spec in SPECS:
+        t, c = upload_all(spec, trio), upload_all(spec, everything)
+        ts, tp, tg = cost(t, len(trio))
+        cs, cp, _ = cost(c, len(everything))
+        results[spec] = (t, c, ts * MONTHS + tp, cs * MONTHS + cp)
+        print(f"| `{spec}` | {t.stored / unique:.3f} | {t.puts:.1f} | {t.gets:.1f} | {c.puts:.1f} "
+              f"| {c.gets:.1f} | {ts:.2f}, {tp:.2f} | {tg:.2f} | {ts * MONTHS + tp:.0f} "
+              f"| {cs * MONTHS + cp:.0f} |")
+    eligible = [s for s in SPECS if results[s][0].stored / unique <= TARGET_STORED]
+    winner = min(eligible or SPECS, key=lambda s: results[s][2] + results[s][3])
+    print(f"\nLowest 12-month cost (trio + corpus) among chunkers at ≤ {TARGET_STORED}x on the trio: "
+          f"`{winner}`; configured default: `{DEFAULT_CHUNKER_SPEC}`.\n")
 
-    if args.corpus.is_dir() and (files := load_corpus(args.corpus)):
-        source = str(args.corpus)
-        trio = [n for n in NOKIA_TRIO if n in dict(files)]
-        if len(trio) != len(NOKIA_TRIO):
-            trio = []
-        trio_label = "Nokia trio"
-        print(f"Corpus: {source} ({len(files)} files)")
-    else:
-        files = synthetic_set()
-        source = "synthetic"
-        trio = [name for name, _ in files]
-        trio_label = "synthetic trio"
-        print(
-            f"Corpus {args.corpus} not found or empty: using a synthetic set instead "
-            "(4 MiB random, +20011 B inserted in the middle, -62 B near the start)."
-        )
-
-    logical = sum(len(d) for _, d in files)
-    distinct_files = {hashlib.sha256(d).digest(): len(d) for _, d in files}
-    whole_file_ratio = logical / sum(distinct_files.values()) if distinct_files else 1.0
-    print(f"{len(files)} files, {logical / MB:.2f} MB; whole-file dedup alone gives {whole_file_ratio:.3f}.")
-    print()
-
-    results = [run_spec(spec.strip(), files, trio, args.repeat) for spec in args.specs.split(",")]
-    print(markdown_table(results, trio_label))
-    print()
-    print(
-        "dedup ratio = logical bytes / unique chunk bytes; throughput = logical bytes / chunking "
-        f"time (MB = 10^6 B, best of {args.repeat}), Python {sys.version.split()[0]}."
-    )
-
-    if args.json:
-        payload = {
-            "source": source,
-            "files": len(files),
-            "logical_bytes": logical,
-            "whole_file_dedup_ratio": round(whole_file_ratio, 4),
-            "trio": trio,
-            "results": [asdict(r) for r in results],
-        }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"JSON written to {args.json}")
+    sample = random.Random(7).randbytes(4 * MiB)
+    compiled = throughput(DEFAULT_CHUNKER_SPEC if DEFAULT_CHUNKER_SPEC.startswith("fastcdc") else
+                          "fastcdc:16KiB:64KiB:256KiB", sample * 8)
+    pure = reference_throughput(sample)
+    fixed = throughput("fixed:1MiB", sample * 8)
+    d = DEFAULT_CHUNKER_SPEC
+    dt, dc, d12, dc12 = results.get(d) or (upload_all(d, trio), upload_all(d, everything), 0.0, 0.0)
+    ft, fc, f12, fc12 = results["fixed:1MiB"]
+    whole = sum(map(len, trio)) / unique
+    ratio = dt.stored / unique
+    emit([
+        Row("chunking", "compiled FastCDC (pyfastcdc.cy), 32 MiB", f"{compiled:.0f} MB/s",
+            "pure-Python FastCDC (pyfastcdc.py)", f"{pure:.1f} MB/s", f"{compiled / pure:.0f}x"),
+        Row("chunking", "fixed-size, 32 MiB", f"{fixed:.0f} MB/s", "compiled FastCDC", f"{compiled:.0f} MB/s",
+            f"{fixed / compiled:.1f}x"),
+        Row("dedup", f"edited copies: stored ÷ unique content, `{d}`", f"{ratio:.3f}",
+            "whole-file dedup (`fixed:1MiB`)", f"{whole:.3f}", f"{whole / ratio:.2f}x less",
+            f"≤ {TARGET_STORED}", ratio <= TARGET_STORED),
+        Row("dedup", f"S3 requests per upload / download, trio, `{d}`", f"{dt.puts:.1f} / {dt.gets:.1f}",
+            "`fixed:1MiB`", f"{ft.puts:.1f} / {ft.gets:.1f}", ""),
+        Row("dedup", f"S3 requests per upload / download, whole corpus, `{d}`",
+            f"{dc.puts:.1f} / {dc.gets:.1f}", "`fixed:1MiB`", f"{fc.puts:.1f} / {fc.gets:.1f}", ""),
+        Row("dedup", "12-month $ per 10^6 uploads (trio mix + corpus mix)", f"${d12 + dc12:.0f}",
+            "`fixed:1MiB`", f"${f12 + fc12:.0f}", f"{(f12 + fc12) / (d12 + dc12):.2f}x cheaper"
+            if d12 + dc12 else ""),
+    ])
     return 0
 
 

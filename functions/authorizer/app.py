@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from imagerepo import observability
-from imagerepo.api import logger
+from imagerepo import (
+    hs256,  # noqa: F401 - first: PyJWT without cryptography (cold start)
+    observability,
+)
 from imagerepo.errors import Unauthorized
+from imagerepo.log import logger
 from imagerepo.security import decode_token, parse_bearer
 
 if TYPE_CHECKING:

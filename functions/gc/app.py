@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from imagerepo import gc, observability
-from imagerepo.api import logger
 from imagerepo.config import settings
+from imagerepo.log import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 @observability.handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = gc.collect(settings().gc_grace_seconds)
+    # Bounded orphan sweep: a few pages per prefix, resumed next run (POST /admin/gc sweeps all).
+    result = gc.collect(settings().gc_grace_seconds, sweep_pages=gc.SCHEDULED_SWEEP_PAGES)
     logger.info("scheduled gc", extra=result.to_json())
     return result.to_json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagerepo import images, observability
+from imagerepo import images, listing, observability
 from imagerepo.api import caller, make_app, paging, query
 from imagerepo.errors import BadRequest, Unauthorized
 
@@ -21,8 +21,8 @@ def list_images() -> Any:
     if owner == "me" and who is None:
         raise Unauthorized("owner=me needs a bearer token", code="unauthorized")
     group_id = images.parse_group_id(query(app, "groupId"))
-    found, window = images.list_window(who, page, size, group_id=group_id, only_mine=owner == "me",
-                                       cursor=query(app, "cursor"))
+    found, window = listing.list_images(who, page, size, group_id=group_id, only_mine=owner == "me",
+                                        cursor=query(app, "cursor"))
     return window.to_json([i.to_json(who) for i in found])
 
 

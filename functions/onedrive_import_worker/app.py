@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from imagerepo import observability
-from imagerepo.api import logger
+from imagerepo.log import logger
 from imagerepo.onedrive import importer
 
 if TYPE_CHECKING:

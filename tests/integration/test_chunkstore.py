@@ -502,3 +502,48 @@ def test_default_store_is_built_from_settings(stack: Any) -> None:
     stored = put(s, data)
     assert s.read(stored.sha256) == data
     assert Counter(k.split("/")[0] for k in blob_keys(stored.sha256)) == {"manifests": 1, "thumbnails": 2}
+
+
+def test_blobs_of_an_earlier_chunker_stay_readable_after_the_default_changes(stack: Any) -> None:
+    """A blob stored with fixed 1 MiB chunks reads back through a FastCDC store, and an
+    identical upload deduplicates against it whole, keeping its chunk list and chunker."""
+    old, new = make_store("fixed:1MiB"), make_store("fastcdc:16KiB:64KiB:256KiB")
+    try:
+        data = os.urandom(2 * MiB + 123)
+        stored = put(old, data)
+        assert new.read(stored.sha256) == data
+        assert b"".join(new.iter_chunks(stored.sha256)) == data
+        again = put(new, data)
+        assert not again.created
+        assert [n for _, n in new.chunk_list(stored.sha256)] == [MiB, MiB, 123]
+        with unit_of_work() as uow:
+            assert uow.scalar("SELECT chunker FROM blobs WHERE sha256 = :s", s=stored.sha256) == "fixed:1MiB"
+        assert new.read_manifest(stored.sha256)["chunker"] == "fixed:1MiB"
+    finally:
+        old.close()
+        new.close()
+
+
+def test_bounded_orphan_sweep_resumes_where_it_stopped(store: ChunkStore) -> None:
+    """The scheduled GC lists a few pages per run, not the whole bucket: orphans beyond
+    its slice wait for a later run, which starts after the last key listed."""
+    planted = [chunk_key("0" * 60 + f"{i:04x}") for i in range(1, 4)]  # the first keys of chunks/
+    for key in planted:
+        store._put_object(key, b"orphan")
+    with unit_of_work() as uow:
+        uow.run("DELETE FROM gc_sweep_cursor")
+        uow.commit()
+
+    def cursor() -> list[Any]:
+        with unit_of_work() as uow:
+            return list(uow.run("SELECT start_after, passes FROM gc_sweep_cursor WHERE prefix = 'chunks/'"))
+
+    first = gc.collect(0, store=store, sweep_pages=1, sweep_page_size=2)
+    assert [exists(store, k) for k in planted] == [False, False, True]
+    assert first.orphans_removed >= 2
+    assert cursor() == [[planted[1], 0]]
+    gc.collect(0, store=store, sweep_pages=1, sweep_page_size=2)
+    assert not exists(store, planted[2])
+    while cursor()[0][1] == 0:  # the rest of chunks/, two keys a run, until the pass ends
+        gc.collect(0, store=store, sweep_pages=50, sweep_page_size=2)
+    assert cursor() == [["", 1]]

@@ -9,11 +9,8 @@ import pytest
 
 from imagerepo.chunking import (
     DEFAULT_CHUNKER_SPEC,
-    GEAR,
-    GEAR_BITS,
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
-    NORMALIZATION,
     FastCDCChunker,
     FixedSizeChunker,
     KiB,
@@ -31,6 +28,11 @@ if TYPE_CHECKING:
 SMALL_CDC = FastCDCChunker(4 * KiB, 16 * KiB, 64 * KiB)
 BENCH_CDC = FastCDCChunker(16 * KiB, 64 * KiB, 256 * KiB)
 FIXED = FixedSizeChunker(16 * KiB)
+# BENCH_CDC's chunk sizes on random.Random(20240611).randbytes(1 MiB), with pyfastcdc 0.3.1.
+PINNED = [
+    68851, 54494, 55855, 56611, 90779, 41843, 117016, 75592, 26267, 84553, 71213, 130235,
+    121005, 50287, 3975,
+]  # fmt: skip
 
 
 @cache
@@ -59,26 +61,10 @@ class ShortReads(io.RawIOBase):
 
 
 def reference_fastcdc(data: bytes, lo: int, avg: int, hi: int) -> list[bytes]:
-    """Naive transcription of the cut rule in FastCDCChunker's docstring."""
-    bits = avg.bit_length() - 1
-    assert 1 << bits == avg, "the reference only handles power-of-two averages"
-    mask_s = (1 << (bits + NORMALIZATION)) - 1
-    mask_l = (1 << (bits - NORMALIZATION)) - 1
-    chunks = []
-    start = 0
-    while start < len(data):
-        n = min(len(data) - start, hi)
-        cut = n
-        if n > lo:
-            h = 0
-            for i in range(lo, n):
-                h = (h >> 1) + GEAR[data[start + i]]
-                if h & (mask_s if i < avg else mask_l) == 0:
-                    cut = i + 1
-                    break
-        chunks.append(data[start : start + cut])
-        start += cut
-    return chunks
+    """pyfastcdc's own pure-Python chunker: the same algorithm, interpreted."""
+    from pyfastcdc.py import FastCDC
+
+    return [bytes(c.data) for c in FastCDC(avg, min_size=lo, max_size=hi).cut_buf(data)]
 
 
 def sizes_for(chunker: Chunker) -> list[int]:
@@ -138,21 +124,28 @@ def test_fastcdc_is_deterministic() -> None:
     assert list(FastCDCChunker(4 * KiB, 16 * KiB, 64 * KiB).split_bytes(data)) == first
 
 
-def test_fastcdc_matches_naive_reference() -> None:
-    """The fast loop (length_hint bookkeeping, two phases) cuts exactly where the naive rule does."""
+def test_fastcdc_is_the_compiled_chunker() -> None:
+    """The pure-Python fallback of the package is orders of magnitude slower: never used."""
+    import pyfastcdc.cy.fastcdc
+
+    from imagerepo.chunking import _compiled_fastcdc
+
+    assert pyfastcdc.cy.fastcdc.__file__.endswith((".so", ".pyd"))
+    assert _compiled_fastcdc() is pyfastcdc.cy.fastcdc.FastCDC
+
+
+def test_fastcdc_matches_the_pure_python_reference() -> None:
+    """Our driver (windows of max_size, streams) cuts exactly where the package's reference does."""
     data = rand_bytes(400 * KiB, seed=3) + b"\0" * (70 * KiB) + rand_bytes(50 * KiB, seed=4)
-    assert list(SMALL_CDC.split_bytes(data)) == reference_fastcdc(data, 4 * KiB, 16 * KiB, 64 * KiB)
+    expected = reference_fastcdc(data, 4 * KiB, 16 * KiB, 64 * KiB)
+    assert list(SMALL_CDC.split_bytes(data)) == expected
+    assert list(SMALL_CDC.split(ShortReads(data, limit=5000))) == expected
 
 
 def test_fastcdc_boundaries_are_pinned() -> None:
     """Boundaries are a storage format: new uploads must keep deduplicating against old chunks."""
     data = random.Random(20240611).randbytes(1 * MiB)
-    assert [len(c) for c in BENCH_CDC.split_bytes(data)] == [
-        83974, 95790, 68858, 72246, 134893, 68330, 104568, 94234, 91322, 75386, 73600, 85375,
-    ]  # fmt: skip
-    assert GEAR[:3] == (526515757, 298990634, 68074958)
-    assert len(set(GEAR)) == 256
-    assert all(0 <= g < 1 << GEAR_BITS for g in GEAR)
+    assert [len(c) for c in BENCH_CDC.split_bytes(data)] == PINNED
 
 
 def shared_fraction(original: list[bytes], modified: list[bytes], from_offset: int = 0) -> float:
@@ -248,9 +241,10 @@ def test_chunker_from_config(spec: str, expected: Chunker) -> None:
 
 def test_default_spec() -> None:
     chunker = chunker_from_config(DEFAULT_CHUNKER_SPEC)
-    assert chunker == FixedSizeChunker(1 * MiB)
-    assert chunker.name == "fixed"
-    assert chunker.describe() == "fixed:1MiB"
+    assert chunker == FastCDCChunker(16 * KiB, 64 * KiB, 256 * KiB)
+    assert chunker.name == "fastcdc"
+    assert chunker.describe() == "fastcdc:16KiB:64KiB:256KiB"
+    assert chunker_from_config("fixed:1MiB").describe() == "fixed:1MiB"
     cdc = chunker_from_config("fastcdc:65536:262144:1048576")
     assert cdc.name == "fastcdc"
     assert cdc.describe() == "fastcdc:64KiB:256KiB:1MiB"

@@ -811,3 +811,19 @@ def test_outputs_are_deterministic() -> None:
     first = render_thumbnails(data, max_pixels=MAX_PIXELS)
     second = render_thumbnails(data, max_pixels=MAX_PIXELS)
     assert first == second
+
+
+def test_resize_in_parallel_strips_is_pixel_identical() -> None:
+    """Thumbnails resize large images in strips on two threads: no seams, the same pixels
+    (to the rounding of a fractional source row: at most 1 level off)."""
+    from PIL import ImageChops
+
+    from imagerepo.imaging import _resize
+
+    src = Image.effect_noise((2000, 1500), 64).convert("RGB")
+    for size, resample in (((1440, 1081), Image.Resampling.BICUBIC), ((1001, 751), Image.Resampling.LANCZOS)):
+        expected = src.resize(size, resample)
+        diff = ImageChops.difference(_resize(src, size, resample), expected)
+        assert max(high for _, high in diff.getextrema()) <= 1
+    assert ImageChops.difference(_resize(src, (1000, 750), Image.Resampling.BICUBIC),
+                                 src.resize((1000, 750), Image.Resampling.BICUBIC)).getbbox() is None

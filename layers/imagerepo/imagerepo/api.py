@@ -17,8 +17,10 @@ from aws_lambda_powertools.event_handler.exceptions import ServiceError
 
 from imagerepo import inputs, users
 from imagerepo.errors import AppError, Forbidden, TooManyRequests, Unauthorized
-from imagerepo.observability import logger
+from imagerepo.log import logger
 from imagerepo.security import Principal, decode_token, parse_bearer
+
+__all__ = ["logger"]  # re-exported: HTTP functions log through api
 
 MAX_JSON_BODY = 64 * 1024
 MAX_PAGE_SIZE = 100

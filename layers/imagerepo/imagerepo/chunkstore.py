@@ -65,7 +65,6 @@ THUMBNAIL_PREFIX = "thumbnails/"
 MANIFEST_CONTENT_TYPE = "application/json"
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class StoreIntegrityError(AppError):
@@ -216,9 +215,10 @@ class ChunkStore:
             wait(futures)
         return [f.result() for f in futures]
 
-    def _put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+    def _put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream",
+                    **extra: str) -> None:
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store PUT {key} failed: {exc}") from exc
 
@@ -226,11 +226,74 @@ class ChunkStore:
         """HEAD ``key``: False when absent; other failures are an UpstreamError."""
         return self._exists(key)
 
+    # -- other objects of the bucket (thumbnails, incoming/, materialized/) -----------
+    # Every S3 call of the layer goes through the store or imagerepo.s3, never store.s3.
+
+    def put_object(self, key: str, body: bytes, content_type: str, *,
+                   cache_control: str | None = None) -> None:
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        self._put_object(key, body, content_type, **extra)
+
+    def get_object_bytes(self, key: str) -> bytes:
+        """The object's bytes; :class:`StoreIntegrityError` if it is missing."""
+        return self._get_object(key)
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata (``ContentLength``, ``LastModified``, ...), None if it is missing."""
+        try:
+            return dict(self.s3.head_object(Bucket=self.bucket, Key=key))
+        except ClientError as exc:
+            if s3.is_missing(exc):
+                return None
+            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
+
+    def open_object(self, key: str) -> tuple[int, Any]:
+        """(size, streaming body) of an object; the caller closes the body."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if s3.is_missing(exc):
+                raise StoreIntegrityError(f"object {key} is missing from the store") from exc
+            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+        return int(obj["ContentLength"]), obj["Body"]
+
+    def copy_object(self, source: str, target: str, content_type: str, *,
+                    metadata: dict[str, str] | None = None) -> None:
+        """A server-side copy within the bucket (one request, no bytes through Lambda)."""
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=target,
+                                CopySource={"Bucket": self.bucket, "Key": source},
+                                ContentType=content_type, MetadataDirective="REPLACE",
+                                Metadata=metadata or {})
+        except (BotoCoreError, ClientError) as exc:
+            raise UpstreamError(f"object store COPY {source} -> {target} failed: {exc}") from exc
+
+    def put_multipart(self, key: str, parts: Iterable[bytes], content_type: str) -> None:
+        """One object from ``parts`` (each >= 5 MiB but the last) by a multipart upload;
+        aborted if anything fails, so no partial object is ever visible."""
+        upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key,
+                                                    ContentType=content_type)["UploadId"]
+        done: list[dict[str, Any]] = []
+        try:
+            for number, body in enumerate(parts, start=1):
+                reply = self.s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                            PartNumber=number, Body=body)
+                done.append({"PartNumber": number, "ETag": reply["ETag"]})
+            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                              MultipartUpload={"Parts": done})
+        except BaseException:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
     def _exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if s3.is_missing(exc):
                 return False
             raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
         except BotoCoreError as exc:
@@ -245,7 +308,7 @@ class ChunkStore:
             finally:
                 body.close()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if s3.is_missing(exc):
                 raise StoreIntegrityError(f"object {key} is missing from the store") from exc
             raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
         except BotoCoreError as exc:
@@ -273,11 +336,15 @@ class ChunkStore:
             count += len(batch)
         return count
 
-    def list_objects(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
-        """Pages (up to 1000) of ``{"Key", "Size", "LastModified"}`` under ``prefix``."""
+    def list_objects(self, prefix: str, *, start_after: str = "",
+                     page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Pages (up to ``page_size``) of ``{"Key", "Size", "LastModified"}`` under ``prefix``,
+        in key order, from the first key after ``start_after``."""
         paginator = self.s3.get_paginator("list_objects_v2")
+        extra = {"StartAfter": start_after} if start_after else {}
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix,
+                                           PaginationConfig={"PageSize": page_size}, **extra):
                 yield list(page.get("Contents") or [])
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store LIST {prefix} failed: {exc}") from exc
@@ -311,6 +378,21 @@ class ChunkStore:
         """Publish the manifest of a blob taken back from refcount 0 again, after commit."""
         if blob.revived:
             self._publish_after_commit(uow, blob, self._chunk_list(uow, blob.sha256))
+
+    def add_reference(self, uow: UnitOfWork, sha256: str) -> StoredBlob | None:
+        """One more reference on an existing blob (the duplicate upload's whole cost), else None.
+
+        Like the upsert, it waits for a transaction holding the row (a concurrent upload
+        of the same file, or GC); if GC deleted it meanwhile, nothing matches: None.
+        """
+        row = uow.one(
+            "UPDATE blobs SET refcount = refcount + 1, zero_since = NULL WHERE sha256 = :sha"
+            " RETURNING size, chunk_count",
+            sha=check_hash(sha256),
+        )
+        if row is None:
+            return None
+        return StoredBlob(sha256, int(row["size"]), int(row["chunk_count"]), False)
 
     def _upsert_chunks(self, uow: UnitOfWork, chunks: Sequence[tuple[str, int]]) -> dict[str, int | None]:
         """Add each chunk's occurrences to its refcount, locking rows in hash order.
@@ -363,10 +445,11 @@ class ChunkStore:
 
         uow.after_commit(publish)
 
-    def put(self, uow: UnitOfWork, data: bytes) -> StoredBlob:
+    def put(self, uow: UnitOfWork, data: bytes, *, sha256: str | None = None) -> StoredBlob:
         """Add one reference to the blob holding ``data``, inside the caller's transaction.
 
-        Nothing is committed here: the caller records its image in ``uow`` and commits;
+        ``sha256``, when given, must be the caller's own SHA-256 of ``data`` (saves hashing
+        twice). Nothing is committed here: the caller records its image in ``uow`` and commits;
         if anything raises, its rollback undoes every refcount change (objects already
         PUT become orphans that GC removes after the grace period). Chunk row locks
         are held until that commit, which is what keeps GC away from them. Use one
@@ -374,7 +457,10 @@ class ChunkStore:
         """
         if not data:
             raise BadRequest("the file is empty", code="empty_file")
-        sha = _sha256(data)
+        sha = sha256 or _sha256(data)  # a caller that hashed already passes it
+        known = self.add_reference(uow, sha)
+        if known is not None:
+            return known  # already stored: no chunking, no S3 request
         pieces = list(self.chunker.split_bytes(data))
         blob = self._upsert_blob(uow, sha, len(data), len(pieces))
         if not blob.created:
@@ -425,19 +511,40 @@ class ChunkStore:
             f"chunks of the upload were garbage-collected before it could be recorded ({attempts} attempts)"
         )
 
-    def _needs_object(self, uow: UnitOfWork, h: str) -> bool:
-        refcount = uow.scalar("SELECT refcount FROM chunks WHERE hash = :h", h=h)
-        return refcount is None or refcount == 0
+    @staticmethod
+    def _needing_objects(uow: UnitOfWork, hashes: Sequence[str]) -> set[str]:
+        """Those of ``hashes`` whose row is absent or at refcount 0 (one query)."""
+        live = uow.run("SELECT hash FROM chunks WHERE hash = ANY(CAST(:h AS char(64)[])) AND refcount > 0",
+                       h=list(hashes))
+        return set(hashes) - {str(h) for (h,) in live}
 
     def _stage(self, uow: UnitOfWork, open_source: Callable[[], Readable]) -> _Staged:
-        """Phase 1 of put_stream; at most ``stream_window`` chunk PUTs are in flight."""
+        """Phase 1 of put_stream: chunk, hash, PUT what is missing.
+
+        Chunks are checked against the database ``stream_window`` at a time (one query
+        per batch) and their PUTs overlap the chunking of the next batch; at most
+        ``stream_window`` PUTs are in flight, so memory holds about two windows of chunks.
+        """
         whole = hashlib.sha256()
         chunks: list[tuple[str, int]] = []
         written = 0
         seen: set[str] = set()
+        batch: list[tuple[str, bytes]] = []
         inflight: deque[Future[None]] = deque()
         pool = self._pool()
         source = open_source()
+
+        def flush() -> None:
+            nonlocal written
+            needed = self._needing_objects(uow, [h for h, _ in batch])
+            for h, piece in batch:
+                if h in needed:
+                    while len(inflight) >= self.stream_window:
+                        inflight.popleft().result()
+                    inflight.append(pool.submit(self._put_object, chunk_key(h), piece))
+                    written += len(piece)
+            batch.clear()
+
         try:
             for piece in self.chunker.split(source):
                 whole.update(piece)
@@ -446,11 +553,11 @@ class ChunkStore:
                 if h in seen:
                     continue
                 seen.add(h)
-                if self._needs_object(uow, h):
-                    while len(inflight) >= self.stream_window:
-                        inflight.popleft().result()
-                    inflight.append(pool.submit(self._put_object, chunk_key(h), piece))
-                    written += len(piece)
+                batch.append((h, piece))
+                if len(batch) >= self.stream_window:
+                    flush()
+            if batch:
+                flush()
             while inflight:
                 inflight.popleft().result()
         finally:
@@ -626,7 +733,10 @@ class ChunkStore:
 def default_store() -> ChunkStore:
     """The process-wide store from settings (warm invocations reuse pool and cache)."""
     s = settings()
-    return ChunkStore(s3.client(), s.bucket, chunker_from_config(s.chunker), shared_cache())
+    # FastCDC chunks average 64 KiB: 16 requests in flight and windows of 32 chunks
+    # (at most 32 x 256 KiB = 8 MiB held) keep S3 busy without much memory.
+    return ChunkStore(s3.client(), s.bucket, chunker_from_config(s.chunker), shared_cache(),
+                      max_workers=16, stream_window=32)
 
 
 class _Unclosable:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imagerepo.chunking import DEFAULT_CHUNKER_SPEC
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name, "")
@@ -174,7 +176,7 @@ def _load_settings() -> Settings:
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
         s3_public_endpoint_url=os.environ.get("S3_PUBLIC_ENDPOINT_URL") or None,
         aws_region=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
-        chunker=os.environ.get("CHUNKER", "fixed:1MiB"),
+        chunker=os.environ.get("CHUNKER", DEFAULT_CHUNKER_SPEC),
         chunk_cache_bytes=_int("CHUNK_CACHE_BYTES", 64 * 1024 * 1024),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 4_500_000),
         max_large_upload_bytes=_int("MAX_LARGE_UPLOAD_BYTES", 100 * 1024 * 1024),

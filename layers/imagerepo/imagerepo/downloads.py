@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import urllib.parse
+from collections.abc import Iterable, Iterator
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from imagerepo.chunkstore import check_hash, default_store
 from imagerepo.config import settings
@@ -27,44 +26,28 @@ def materialized_key(sha256: str) -> str:
     return PREFIX + check_hash(sha256)
 
 
-def _fresh(head: dict[str, Any]) -> bool:
-    modified = head["LastModified"]
-    return bool(dt.datetime.now(dt.UTC) - modified < REUSE_FOR)
+def _fresh(head: dict[str, Any] | None) -> bool:
+    return head is not None and bool(dt.datetime.now(dt.UTC) - head["LastModified"] < REUSE_FOR)
+
+
+def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Regroup chunks into parts of ``size`` bytes (the last one shorter, never empty)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
 
 
 def ensure_materialized(sha256: str, content_type: str) -> str:
     store = default_store()
     key = materialized_key(sha256)
-    try:
-        if _fresh(store.s3.head_object(Bucket=store.bucket, Key=key)):
-            return key
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
-    upload = store.s3.create_multipart_upload(Bucket=store.bucket, Key=key, ContentType=content_type)
-    parts: list[dict[str, Any]] = []
-    buffer = bytearray()
-    try:
-        for chunk in store.iter_chunks(sha256):
-            buffer += chunk
-            while len(buffer) >= PART_BYTES:
-                parts.append(_upload_part(store, key, upload["UploadId"], len(parts) + 1,
-                                          bytes(buffer[:PART_BYTES])))
-                del buffer[:PART_BYTES]
-        if buffer or not parts:
-            parts.append(_upload_part(store, key, upload["UploadId"], len(parts) + 1, bytes(buffer)))
-        store.s3.complete_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
-                                           MultipartUpload={"Parts": parts})
-    except BaseException:
-        store.s3.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload["UploadId"])
-        raise
+    if not _fresh(store.head(key)):
+        store.put_multipart(key, _parts(store.iter_chunks(sha256), PART_BYTES), content_type)
     return key
-
-
-def _upload_part(store: Any, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
-    reply = store.s3.upload_part(Bucket=store.bucket, Key=key, UploadId=upload_id,
-                                 PartNumber=number, Body=data)
-    return {"PartNumber": number, "ETag": reply["ETag"]}
 
 
 def presigned_url(sha256: str, content_type: str, filename: str) -> str:

@@ -6,6 +6,8 @@ Raised anywhere in the layer; the API module turns them into
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 
 class AppError(Exception):
     status = 500
@@ -69,3 +71,10 @@ class TooManyRequests(AppError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = max(1, int(retry_after))
+
+
+def reject_unknown_fields(given: Iterable[str], allowed: Collection[str]) -> None:
+    """400 ``unknown_fields`` naming every field of ``given`` not in ``allowed``."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}", code="unknown_fields")

@@ -74,9 +74,20 @@ class GcResult:
             setattr(self, name, getattr(self, name) + value)
 
 
+# The scheduled GC lists at most this many pages (1000 keys each) per prefix and run,
+# resuming where the last run stopped (table gc_sweep_cursor); POST /admin/gc sweeps all.
+SCHEDULED_SWEEP_PAGES = 10
+
+
 def collect(grace_seconds: int, *, store: ChunkStore | None = None, batch: int = 100,
-            sweep_orphans: bool = True) -> GcResult:
-    """One GC pass: blobs, then chunks (incl. those just released), then orphans."""
+            sweep_orphans: bool = True, sweep_pages: int | None = None,
+            sweep_page_size: int = 1000) -> GcResult:
+    """One GC pass: blobs, then chunks (incl. those just released), then orphans.
+
+    With ``sweep_pages`` the orphan sweep is bounded: per prefix it lists at most that
+    many pages after the key where the previous bounded sweep stopped, and wraps around
+    at the end, so its cost per run does not grow with the bucket.
+    """
     if grace_seconds < 0 or batch < 1:
         raise ValueError("grace_seconds must be >= 0 and batch >= 1")
     store = store or default_store()
@@ -86,7 +97,7 @@ def collect(grace_seconds: int, *, store: ChunkStore | None = None, batch: int =
     while _collect_chunks(store, grace_seconds, batch, result) == batch:
         pass
     if sweep_orphans:
-        _sweep_orphans(store, grace_seconds, result)
+        _sweep_orphans(store, grace_seconds, result, sweep_pages, sweep_page_size)
         result.expired_objects = expire_transient(store)
     observability.metric(observability.GC_FREED_BYTES, result.freed_bytes, observability.MetricUnit.Bytes)
     return result
@@ -210,22 +221,53 @@ _MANIFESTS = _Kind(MANIFEST_PREFIX, _MANIFEST_KEY, _BLOB_EXISTS, _BLOB_CLAIM, _B
 _THUMBNAILS = _Kind(THUMBNAIL_PREFIX, _THUMBNAIL_KEY, _BLOB_EXISTS, _BLOB_CLAIM, _BLOB_UNCLAIM)
 
 
-def _sweep_orphans(store: ChunkStore, grace: int, result: GcResult) -> None:
+def _sweep_orphans(store: ChunkStore, grace: int, result: GcResult, max_pages: int | None = None,
+                   page_size: int = 1000) -> None:
     cutoff = datetime.now(UTC) - timedelta(seconds=grace)
     for kind in (_CHUNKS, _MANIFESTS, _THUMBNAILS):
-        for page in store.list_objects(kind.prefix):
-            candidates: dict[str, list[str]] = {}
-            for obj in page:
-                owner = kind.parse(obj["Key"])
-                if owner is not None and _as_utc(obj["LastModified"]) <= cutoff:
-                    candidates.setdefault(owner, []).append(obj["Key"])
-            if not candidates:
-                continue
-            with unit_of_work() as uow:
-                known = {r[0] for r in uow.run(kind.exists_sql, keys=sorted(candidates))}
-            orphans = {k: v for k, v in candidates.items() if k not in known}
-            if orphans:
-                _remove_orphans(store, kind, orphans, result)
+        start_after = _cursor(kind.prefix) if max_pages is not None else ""
+        pages = store.list_objects(kind.prefix, start_after=start_after, page_size=page_size)
+        last_key, finished = start_after, True
+        for number, page in enumerate(pages, start=1):
+            if page:
+                last_key = page[-1]["Key"]
+            _sweep_page(store, kind, page, cutoff, result)
+            if max_pages is not None and number >= max_pages:
+                finished = False
+                break
+        if max_pages is not None:
+            _save_cursor(kind.prefix, "" if finished else last_key, finished)
+
+
+def _cursor(prefix: str) -> str:
+    with unit_of_work() as uow:
+        value = uow.scalar("SELECT start_after FROM gc_sweep_cursor WHERE prefix = :p", p=prefix)
+    return str(value or "")
+
+
+def _save_cursor(prefix: str, start_after: str, finished: bool) -> None:
+    with unit_of_work() as uow:
+        uow.run("INSERT INTO gc_sweep_cursor (prefix, start_after, passes) VALUES (:p, :s, :n)"
+                " ON CONFLICT (prefix) DO UPDATE SET start_after = EXCLUDED.start_after,"
+                " passes = gc_sweep_cursor.passes + EXCLUDED.passes, updated_at = now()",
+                p=prefix, s=start_after, n=int(finished))
+        uow.commit()
+
+
+def _sweep_page(store: ChunkStore, kind: _Kind, page: list[dict[str, Any]], cutoff: datetime,
+                result: GcResult) -> None:
+    candidates: dict[str, list[str]] = {}
+    for obj in page:
+        owner = kind.parse(obj["Key"])
+        if owner is not None and _as_utc(obj["LastModified"]) <= cutoff:
+            candidates.setdefault(owner, []).append(obj["Key"])
+    if not candidates:
+        return
+    with unit_of_work() as uow:
+        known = {r[0] for r in uow.run(kind.exists_sql, keys=sorted(candidates))}
+    orphans = {k: v for k, v in candidates.items() if k not in known}
+    if orphans:
+        _remove_orphans(store, kind, orphans, result)
 
 
 def _remove_orphans(store: ChunkStore, kind: _Kind, orphans: dict[str, list[str]],

@@ -18,7 +18,7 @@ import pg8000.exceptions
 
 from imagerepo import listing
 from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
-from imagerepo.errors import BadRequest, Conflict, NotFound
+from imagerepo.errors import BadRequest, Conflict, NotFound, reject_unknown_fields
 from imagerepo.images import parse_description
 from imagerepo.security import Principal
 
@@ -131,9 +131,7 @@ def images_page(group_id: int, who: Principal | None, page: int, page_size: int,
 
 # -- commands (admins; the functions check the role) ------------------------------
 def create(who: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(body) - {"name", "description"}
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(body, {"name", "description"})
     name, description = parse_name(body.get("name")), parse_description(body.get("description"))
     try:
         with unit_of_work() as uow:
@@ -152,9 +150,7 @@ def create(who: Principal, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def update(group_id: int, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(body) - {"name", "description"}
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(body, {"name", "description"})
     sets: dict[str, Any] = {}
     if "name" in body:
         sets["name"] = parse_name(body["name"])

@@ -14,14 +14,24 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagerepo import imaging, inputs, observability, throttle
-from imagerepo.chunkstore import default_store
+from imagerepo import inputs, observability, throttle
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unit_of_work
-from imagerepo.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from imagerepo.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    reject_unknown_fields,
+)
 from imagerepo.security import Principal, generate_access_key, hash_secret, verify_secret
+
+if TYPE_CHECKING:
+    from imagerepo import imaging
+    from imagerepo.chunkstore import ChunkStore
 
 MAX_NAME = 255
 MAX_DESCRIPTION = 2000
@@ -227,6 +237,14 @@ def require_manage(image: Image, who: Principal) -> None:
         raise Forbidden("only the owner or an admin may change this image", code="not_owner")
 
 
+def _store() -> ChunkStore:
+    """The chunk store, imported on first use: it brings boto3, which the functions that
+    only read image records (lists, info, groups) never need."""
+    from imagerepo.chunkstore import default_store
+
+    return default_store()
+
+
 # -- commands ----------------------------------------------------------------
 class QuotaExceeded(Forbidden):
     code = "quota_exceeded"
@@ -273,6 +291,21 @@ def insert(uow: UnitOfWork, rec: Record) -> int:
         src=rec.source, ref=rec.source_ref))
 
 
+def validated_info(sha256: str) -> imaging.ImageInfo | None:
+    """How stored content was judged when it was validated (by any earlier image of it)."""
+    with unit_of_work() as uow:
+        row = uow.one("SELECT i.content_type, i.width, i.height FROM images i"
+                      " JOIN blobs b ON b.sha256 = i.blob_sha256"
+                      " WHERE i.blob_sha256 = :s AND b.refcount > 0 LIMIT 1", s=sha256)
+    if row is None:
+        return None
+    from imagerepo import imaging
+
+    fmt = next((f for f, ct in imaging.SUPPORTED_FORMATS.items() if ct == row["content_type"]), "")
+    return imaging.ImageInfo(format=fmt, content_type=row["content_type"], width=row["width"],
+                             height=row["height"], frames=1)
+
+
 def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     """Validate by decoding, store the bytes deduplicated, record the image; one transaction."""
     s = settings()
@@ -284,14 +317,21 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
     is_private = parse_bool(new.is_private, "isPrivate") if new.is_private not in (None, "") else False
     access_key = parse_access_key(new.access_key)
     group_id = parse_group_id(new.group_id)
-    info = imaging.inspect_image(new.data, max_pixels=s.max_image_pixels)
+    digest = hashlib.sha256(new.data).hexdigest()
+    # Content already stored was validated when it first came in: its SHA-256 vouches
+    # for it, so a duplicate upload is not decoded again.
+    info = validated_info(digest)
+    if info is None:
+        from imagerepo import imaging  # Pillow: only the functions that decode load it
+
+        info = imaging.inspect_image(new.data, max_pixels=s.max_image_pixels)
     if is_private and access_key is None:
         access_key = generate_access_key()
     key_hash = hash_secret(access_key) if access_key else None
     with unit_of_work() as uow:
         check_group(uow, group_id)  # before storing anything
         check_quota(uow, owner, len(new.data))
-        blob = default_store().put(uow, new.data)
+        blob = _store().put(uow, new.data, sha256=digest)
         image_id = insert(uow, Record(
             owner_id=owner.user_id, sha256=blob.sha256, name=sanitize_filename(new.filename),
             description=description, is_private=is_private, access_key_hash=key_hash,
@@ -304,9 +344,7 @@ def create(owner: Principal, new: NewImage) -> tuple[Image, str | None]:
 
 def update(image_id: int, who: Principal, changes: dict[str, Any]) -> tuple[Image, str | None]:
     allowed = {"description", "isPrivate", "accessKey", "groupId"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(changes, allowed)
     new_key: str | None = None
     with unit_of_work() as uow:
         image = load(uow, image_id, for_update=True)
@@ -353,7 +391,7 @@ def new_access_key(image_id: int, who: Principal) -> str:
 def _remove(uow: UnitOfWork, image_id: int, sha256: str) -> None:
     """Delete the row and release its blob reference, in the caller's transaction."""
     uow.run("DELETE FROM images WHERE id = :id", id=image_id)
-    default_store().release(uow, sha256)
+    _store().release(uow, sha256)
 
 
 def delete(image_id: int, who: Principal) -> None:
@@ -391,7 +429,7 @@ def check_quota(uow: UnitOfWork, owner: Principal, adding: int) -> None:
 
 
 def read_bytes(image: Image) -> bytes:
-    return default_store().read(image.sha256)
+    return _store().read(image.sha256)
 
 
 # -- queries -----------------------------------------------------------------
@@ -403,24 +441,12 @@ def visibility_clause(who: Principal | None) -> tuple[str, dict[str, Any]]:
     return "NOT i.is_private", {}
 
 
-def list_window(who: Principal | None, page: int, page_size: int, *, group_id: int | None = None,
-                only_mine: bool = False, cursor: str | None = None) -> tuple[list[Image], Any]:
-    """A page of visible images and its listing.Window (totals, nextCursor): counters and rank
-    blocks instead of count(*) and OFFSET, see imagerepo.listing."""
-    from imagerepo import listing  # listing builds on this module
-
-    with unit_of_work() as uow:
-        listing.read_only(uow)
-        return listing.images_window(uow, who, page, page_size, group_id=group_id,
-                                     only_mine=only_mine, cursor=cursor)
-
-
 def stats() -> dict[str, Any]:
     with unit_of_work() as uow:
         row = uow.one(
             "SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM images) AS images,"
             " (SELECT coalesce(sum(size), 0) FROM images) AS logical")
-        store = default_store().stats(uow)
+        store = _store().stats(uow)
     assert row is not None
     stored = int(store["storedBytes"])
     logical = int(row["logical"])

@@ -17,6 +17,7 @@ import io
 import struct
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -197,7 +198,7 @@ def render_thumbnails(
             icc = img.info.get("icc_profile")
             if img.format in _JPEG_FAMILY:
                 # Shrink on load: libjpeg picks the largest 1/8..1/1 scale that
-                # keeps both sides >= the final size, so LANCZOS finishes it.
+                # keeps both sides >= the final size; _shrink finishes it.
                 img.draft(None, _fit_size(img.size, work_px))
             img.load()
             orientation = _orientation(img)
@@ -213,13 +214,22 @@ def render_thumbnails(
     work = _drop_opaque_alpha(work)
 
     preview = _shrink(work, preview_px)
-    small = _shrink(work, small_px)
+    # Pillow releases the GIL while it resizes and encodes: the small WebP is
+    # made on another thread while the JPEG preview is encoded.
+    small = _pool().submit(_small_webp, work, small_px)
+    preview_jpeg = _encode_jpeg(_flatten_alpha(preview))
+    small_webp, small_size = small.result()
     return Thumbnails(
-        small=_encode_webp(small),
-        preview=_encode_jpeg(_flatten_alpha(preview)),
-        small_size=small.size,
+        small=small_webp,
+        preview=preview_jpeg,
+        small_size=small_size,
         preview_size=preview.size,
     )
+
+
+def _small_webp(work: Image.Image, small_px: int) -> tuple[bytes, tuple[int, int]]:
+    small = _shrink(work, small_px)
+    return _encode_webp(small), small.size
 
 
 # --------------------------------------------------------------------------
@@ -374,9 +384,46 @@ def _shrink(im: Image.Image, limit: int) -> Image.Image:
     size = _fit_size(im.size, limit)
     if size == im.size:
         return im
-    # reducing_gap: box-reduce by an integer factor first, then LANCZOS over
-    # the last >= 2x; visually indistinguishable and much faster on big inputs.
-    return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    # Box-reduce by the integer part of the ratio first (a JPEG's shrink-on-load
+    # already did that in the DCT), then BICUBIC over the step under 2x that is left:
+    # Pillow's thumbnail() default, no visible difference from LANCZOS there at a
+    # fraction of the cost of LANCZOS over the whole ratio.
+    factor = (max(1, im.width // size[0]), max(1, im.height // size[1]))
+    if factor != (1, 1):
+        im = im.reduce(factor)
+    return _resize(im, size, Image.Resampling.BICUBIC)
+
+
+_STRIPS: Final = 2
+_PARALLEL_MIN_PIXELS: Final = 500_000
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_STRIPS, thread_name_prefix="imaging")
+
+
+def _resize(im: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
+    """``im.resize(size, resample)`` in horizontal strips on threads (Pillow releases the GIL).
+
+    No seams: each strip names its source rows with ``box`` and the filter still reads
+    the rows beyond them, so the pixels are those of one resize (identical when the
+    strip edges fall on whole source rows, else at most one level of rounding off).
+    """
+    width, height = size
+    if width * height < _PARALLEL_MIN_PIXELS or height < 2 * _STRIPS:
+        return im.resize(size, resample)
+    rows = [height * i // _STRIPS for i in range(_STRIPS + 1)]
+    scale = im.height / height
+
+    def strip(i: int) -> Image.Image:
+        top, bottom = rows[i], rows[i + 1]
+        return im.resize((width, bottom - top), resample, box=(0, top * scale, im.width, bottom * scale))
+
+    out = Image.new(im.mode, size)
+    for i, part in enumerate(_pool().map(strip, range(_STRIPS))):
+        out.paste(part, (0, rows[i]))
+    return out
 
 
 def _normalise_mode(im: Image.Image, *, keep_cmyk: bool) -> Image.Image:
@@ -463,7 +510,8 @@ def _flatten_alpha(im: Image.Image) -> Image.Image:
 def _encode_jpeg(im: Image.Image) -> bytes:
     im.info = {}  # JPEG save copies info["comment"]; nothing from the upload leaks
     out = io.BytesIO()
-    im.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+    # Baseline with optimized Huffman tables: progressive saved 0.2 % at twice the time.
+    im.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return out.getvalue()
 
 

@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from imagerepo.db import UnitOfWork
+from imagerepo.db import UnitOfWork, unit_of_work
 from imagerepo.errors import BadRequest
 from imagerepo.images import _COLUMNS, _FROM, Image
 from imagerepo.security import Principal
@@ -278,3 +278,12 @@ def images_window(uow: UnitOfWork, who: Principal | None, page: int, page_size: 
     lists = visible_lists(who, group_id or 0, only_mine=only_mine)
     win = window(uow, lists, page, page_size, cursor)
     return load_images(uow, win.keys), win
+
+
+def list_images(who: Principal | None, page: int, page_size: int, *, group_id: int | None = None,
+                only_mine: bool = False, cursor: str | None = None) -> tuple[list[Image], Window]:
+    """A page of visible images and its Window (totals, nextCursor), in a read-only transaction."""
+    with unit_of_work() as uow:
+        read_only(uow)
+        return images_window(uow, who, page, page_size, group_id=group_id, only_mine=only_mine,
+                             cursor=cursor)

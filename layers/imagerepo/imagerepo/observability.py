@@ -24,12 +24,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, overload
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from aws_lambda_powertools.tracing import Tracer
+
+from imagerepo.log import logger
 
 if TYPE_CHECKING:
+    # Only for types: the resolver module is the HTTP side, which the authorizer and
+    # the event functions must not load (tests/unit/test_import_graph.py).
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 __all__ = [
@@ -48,7 +52,6 @@ __all__ = [
 SERVICE: Final = "imagerepo"
 NAMESPACE: Final = "ImageRepo"
 
-logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
@@ -64,7 +67,7 @@ def handler(target: APIGatewayHttpResolver) -> Handler: ...
 def handler(target: Handler) -> Handler: ...
 def handler(target: APIGatewayHttpResolver | Handler) -> Handler:
     """The Lambda entry point for ``target``: a resolver (HTTP API) or a handler function."""
-    if isinstance(target, APIGatewayHttpResolver):
+    if hasattr(target, "resolve"):  # an APIGatewayHttpResolver (not imported: see above)
         app = target
 
         def resolve(event: Any, context: LambdaContext) -> Any:

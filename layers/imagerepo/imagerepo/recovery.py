@@ -19,8 +19,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from imagerepo import uploads
 from imagerepo.chunkstore import default_store
 from imagerepo.db import unit_of_work
@@ -59,22 +57,14 @@ def sweep(*, worker_function: str | None = None) -> SweepResult:
 
 def _incoming(upload_id: str) -> dict[str, Any] | None:
     """HEAD of incoming/<id>; None when absent."""
-    store = default_store()
-    try:
-        return dict(store.s3.head_object(Bucket=store.bucket, Key=uploads.INCOMING + upload_id))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
+    return default_store().head(uploads.INCOMING + upload_id)
 
 
 def _touch_incoming(upload_id: str, head: dict[str, Any]) -> None:
     """Copy the object onto itself: a new ObjectCreated:Copy event for the ingest function."""
-    store = default_store()
     key = uploads.INCOMING + upload_id
-    store.s3.copy_object(Bucket=store.bucket, Key=key, CopySource={"Bucket": store.bucket, "Key": key},
-                         MetadataDirective="REPLACE", Metadata={"redriven-by": "sweep"},
-                         ContentType=str(head.get("ContentType") or "application/octet-stream"))
+    default_store().copy_object(key, key, str(head.get("ContentType") or "application/octet-stream"),
+                                metadata={"redriven-by": "sweep"})
 
 
 def _sweep_uploads(result: SweepResult) -> None:

@@ -12,14 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from imagerepo import imaging, observability
-from imagerepo.api import logger
-from imagerepo.chunkstore import default_store, manifest_key, thumbnail_key
+from imagerepo import observability
+from imagerepo.chunkstore import StoreIntegrityError, default_store, manifest_key, thumbnail_key
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
-from imagerepo.errors import AppError, NotFound, UpstreamError
+from imagerepo.errors import AppError, NotFound
+from imagerepo.log import logger
 
 MAX_ATTEMPTS = 3
 STALE_SECONDS = 120
@@ -73,15 +71,12 @@ def _finish(sha256: str, status: str, error: str | None = None) -> None:
 
 
 def _manifest_exists(sha256: str) -> bool:
-    store = default_store()
-    try:
-        store.s3.head_object(Bucket=store.bucket, Key=manifest_key(sha256))
-    except store.s3.exceptions.ClientError:
-        return False
-    return True
+    return default_store().head(manifest_key(sha256)) is not None
 
 
 def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
+    from imagerepo import imaging  # Pillow: the thumbnailer needs it, image_thumbnail does not
+
     claimed, current = _claim(sha256)
     if not claimed and current is None:
         if not _manifest_exists(sha256):
@@ -105,8 +100,8 @@ def process(sha256: str, *, visibility_wait: float = 3.0) -> Outcome:
             data = store.read(sha256)
             thumbs = imaging.render_thumbnails(data, max_pixels=settings().max_image_pixels)
             for size, body in (("small", thumbs.small), ("preview", thumbs.preview)):
-                store.s3.put_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size), Body=body,
-                                    ContentType=SIZES[size], CacheControl="public, max-age=31536000")
+                store.put_object(thumbnail_key(sha256, size), body, SIZES[size],
+                                 cache_control="public, max-age=31536000")
     except AppError as exc:
         if exc.status < 500:  # the file itself cannot be rendered: retrying will not help
             _finish(sha256, "failed", f"invalid: {exc.message}")
@@ -148,18 +143,10 @@ def read(sha256: str, size: str, status: str) -> bytes:
     queueing a new render for the sweep) if the blob says ready but the object is gone."""
     if status != "ready":
         raise NotFound(f"thumbnails are {status}", code="thumbnail_not_ready")
-    store = default_store()
     try:
-        obj = store.s3.get_object(Bucket=store.bucket, Key=thumbnail_key(sha256, size))
-        return bytes(obj["Body"].read())
-    except store.s3.exceptions.NoSuchKey:
-        pass
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise UpstreamError(f"object store GET thumbnail failed: {exc}") from exc
-    except BotoCoreError as exc:
-        raise UpstreamError(f"object store GET thumbnail failed: {exc}") from exc
-    requeue(sha256)
+        return default_store().get_object_bytes(thumbnail_key(sha256, size))
+    except StoreIntegrityError:
+        requeue(sha256)
     raise NotFound("the thumbnail object is missing; it is being rendered again",
                    code="thumbnail_missing")
 

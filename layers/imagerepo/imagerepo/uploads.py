@@ -17,14 +17,12 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from imagerepo import images, imaging, observability
-from imagerepo.api import logger
-from imagerepo.chunkstore import default_store, rewinding
+from imagerepo import images, observability
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
-from imagerepo.errors import AppError, BadRequest, NotFound
+from imagerepo.errors import AppError, BadRequest, NotFound, reject_unknown_fields
 from imagerepo.images import (
     check_group,
     parse_access_key,
@@ -33,8 +31,12 @@ from imagerepo.images import (
     parse_group_id,
     sanitize_filename,
 )
+from imagerepo.log import logger
 from imagerepo.s3 import presigning_client
 from imagerepo.security import Principal, generate_access_key, hash_secret
+
+if TYPE_CHECKING:
+    from imagerepo.chunkstore import ChunkStore
 
 INCOMING = "incoming/"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -62,9 +64,7 @@ class UploadTicket:
 def create(owner: Principal, body: dict[str, Any]) -> UploadTicket:
     s = settings()
     allowed = {"fileName", "contentType", "size", "description", "isPrivate", "accessKey", "groupId"}
-    unknown = set(body) - allowed
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(body, allowed)
     file_name = body.get("fileName")
     if not isinstance(file_name, str) or not file_name.strip():
         raise BadRequest("fileName is required", code="invalid_field")
@@ -131,6 +131,13 @@ def status(upload_id: str, who: Principal) -> dict[str, Any]:
     return body
 
 
+def _store() -> ChunkStore:
+    """The chunk store, imported on first use (uploads_get and uploads_create never need it)."""
+    from imagerepo.chunkstore import default_store
+
+    return default_store()
+
+
 def _claim(upload_id: str) -> dict[str, Any] | None:
     with unit_of_work() as uow:
         row = uow.one(
@@ -163,22 +170,24 @@ def _finish(upload_id: str, status: str, *, error: str | None = None) -> None:
 
 def _spool(key: str, max_size: int) -> IO[bytes]:
     """Copy the incoming object to a temporary file in 1 MiB pieces (bounded memory)."""
-    store = default_store()
-    obj = store.s3.get_object(Bucket=store.bucket, Key=key)
-    if int(obj["ContentLength"]) > max_size:
-        obj["Body"].close()
+    size, body = _store().open_object(key)
+    if size > max_size:
+        body.close()
         raise BadRequest(f"the uploaded object is larger than the declared {max_size} bytes",
                          code="size_mismatch")
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
-    shutil.copyfileobj(obj["Body"], spool, _COPY_BUFFER)
+    shutil.copyfileobj(body, spool, _COPY_BUFFER)
     spool.seek(0)
     return spool
 
 
 def ingest(upload_id: str) -> str:
     """Turn incoming/<id> into an image; returns the upload's final status."""
+    from imagerepo import imaging  # Pillow: only the ingest function loads it
+    from imagerepo.chunkstore import rewinding
+
     key = INCOMING + upload_id
-    store = default_store()
+    store = _store()
     job = _claim(upload_id)
     if job is None:
         # A duplicate or late event, or an unknown key: make sure the object is gone, unless
@@ -202,6 +211,12 @@ def ingest(upload_id: str) -> str:
                     info=info, size=size))
                 uow.run("UPDATE uploads SET status = 'ready', image_id = :img, error = NULL,"
                         " updated_at = now() WHERE id = CAST(:id AS uuid)", img=image_id, id=upload_id)
+                if size > settings().max_response_bytes:
+                    # Served by a 307 to materialized/<sha>: the incoming object already is
+                    # that copy, so the first download need not reassemble it from chunks.
+                    from imagerepo.downloads import materialized_key
+
+                    store.copy_object(key, materialized_key(blob.sha256), info.content_type)
                 uow.commit()
     except AppError as exc:  # RetryableStoreError is a 503 AppError
         if exc.status < 500:
@@ -240,6 +255,8 @@ def sweep(stale_seconds: int = STALE_SECONDS, limit: int = 20) -> dict[str, str]
             " WHERE status IN ('pending', 'processing')"
             " AND updated_at < now() - make_interval(secs => :stale)"
             " ORDER BY updated_at LIMIT :limit", stale=stale_seconds, limit=limit)
+    from imagerepo.chunkstore import default_store
+
     store = default_store()
     outcomes: dict[str, str] = {}
     for row in rows:
@@ -261,6 +278,8 @@ def sweep(stale_seconds: int = STALE_SECONDS, limit: int = 20) -> dict[str, str]
 
 def _remove_settled_objects() -> None:
     """incoming/ objects of uploads already ready or failed (their delete failed after the commit)."""
+    from imagerepo.chunkstore import default_store
+
     store = default_store()
     ids = [o["Key"].removeprefix(INCOMING) for page in store.list_objects(INCOMING) for o in page]
     ids = [i for i in ids if _UUID.match(i)]
@@ -285,7 +304,7 @@ def _retry_or_fail(upload_id: str, job: dict[str, Any], exc: Exception) -> None:
     """Transient failure: back to pending for the retry, or failed once out of attempts."""
     if job["attempts"] >= MAX_ATTEMPTS:
         _finish(upload_id, "failed", error=f"could not be processed: {type(exc).__name__}")
-        default_store().delete_objects([INCOMING + upload_id])
+        _store().delete_objects([INCOMING + upload_id])
     else:
         _finish(upload_id, "pending")
 

@@ -25,7 +25,7 @@ import pg8000.exceptions
 from imagerepo import observability, security, throttle
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
-from imagerepo.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from imagerepo.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, reject_unknown_fields
 from imagerepo.security import Principal, dummy_hash, hash_secret, verify_secret
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
@@ -379,9 +379,7 @@ def admin_page(page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
 def admin_update(admin: Principal, user_id: int, changes: dict[str, Any]) -> dict[str, Any]:
     """Change a user's role or disabled state; effective on that user's next request.
     Disabling also ends every session, so re-enabling does not revive old tokens."""
-    unknown = set(changes) - {"role", "disabled"}
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(changes, {"role", "disabled"})
     sets: dict[str, Any] = {}
     if "role" in changes:
         if changes["role"] not in ROLES:

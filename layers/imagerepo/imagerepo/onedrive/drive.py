@@ -11,7 +11,7 @@ import posixpath
 import urllib.parse
 from typing import Any
 
-from imagerepo.errors import BadRequest, UpstreamError
+from imagerepo.errors import BadRequest, UpstreamError, reject_unknown_fields
 from imagerepo.onedrive.config import OneDriveSettings, onedrive_settings
 from imagerepo.onedrive.graph import GraphClient, item_path, validate_item_id, validate_name
 from imagerepo.onedrive.msal_auth import TimeoutSession, TokenSource, connection
@@ -141,9 +141,7 @@ def rename_item(admin_id: int, item_id: str, body: dict[str, Any]) -> dict[str, 
     item_id = path_item_id(item_id)
     if item_id == "root":
         raise BadRequest("the drive's root cannot be renamed", code="invalid_item_id")
-    unknown = set(body) - {"name"}
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(body, {"name"})
     name = validate_name(body.get("name"))
     return item_json(client_for(admin_id).send_json("PATCH", item_path(item_id), {"name": name}))
 

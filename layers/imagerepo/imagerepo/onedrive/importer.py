@@ -35,12 +35,12 @@ from typing import Any, BinaryIO, cast
 import pg8000.exceptions
 
 from imagerepo import images, imaging, users
-from imagerepo.api import logger
 from imagerepo.chunkstore import default_store, rewinding
 from imagerepo.config import settings
 from imagerepo.db import UnitOfWork, unique_violation, unit_of_work
-from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError
+from imagerepo.errors import AppError, BadRequest, NotFound, UpstreamError, reject_unknown_fields
 from imagerepo.lambdas import invoke_async
+from imagerepo.log import logger
 from imagerepo.onedrive import drive
 from imagerepo.onedrive.config import onedrive_settings
 from imagerepo.onedrive.errors import GraphThrottled, NotConfigured, ReauthorizationRequired
@@ -90,9 +90,7 @@ def ensure_group(uow: UnitOfWork, name: str, created_by: int) -> dict[str, Any]:
 
 def start(admin: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """Validate, resolve groups, record the job, invoke the worker; answers the 202 body."""
-    unknown = set(body) - _ALLOWED
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    reject_unknown_fields(body, _ALLOWED)
     folder_ids, file_ids = _ids(body.get("folderIds"), "folderIds"), _ids(body.get("fileIds"), "fileIds")
     if not folder_ids and not file_ids:
         raise BadRequest("give folderIds and/or fileIds to import", code="nothing_to_import")
