@@ -36,11 +36,15 @@ class CliError(Exception):
 class ApiError(CliError):
     """An HTTP error answer, with the API's ``{"error": {"code", "message"}}`` when it has one."""
 
-    def __init__(self, status: int, code: str, message: str, request_id: str = "") -> None:
+    def __init__(self, status: int, code: str, message: str, request_id: str = "",
+                 retry_after: int | None = None) -> None:
         exit_code = {401: EXIT_AUTH, 403: EXIT_FORBIDDEN, 404: EXIT_NOT_FOUND}.get(status, EXIT_ERROR)
-        detail = f"{message} (HTTP {status}, {code}" + (f", request {request_id})" if request_id else ")")
+        wait = f"; try again in {retry_after} s" if retry_after else ""
+        request = f", request {request_id}" if request_id else ""
+        detail = f"{message}{wait} (HTTP {status}, {code}{request})"
         super().__init__(detail, exit_code)
         self.status, self.code, self.api_message, self.request_id = status, code, message, request_id
+        self.retry_after = retry_after  # seconds, from a 429's Retry-After
 
     @classmethod
     def from_response(cls, r: requests.Response, what: str = "") -> ApiError:
@@ -59,7 +63,9 @@ class ApiError(CliError):
         if r.status_code in (404, 405) and what and code in ("not_found", "http_error") and \
                 message in ("Not Found", "Method Not Allowed"):
             message = f"this server does not offer {what}"
-        return cls(r.status_code, code, message, request_id or r.headers.get("apigw-requestid", ""))
+        retry = (r.headers.get("Retry-After") or "").strip()
+        return cls(r.status_code, code, message, request_id or r.headers.get("apigw-requestid", ""),
+                   int(retry) if r.status_code == 429 and retry.isdigit() else None)
 
 
 def token_rejected(r: requests.Response) -> bool:

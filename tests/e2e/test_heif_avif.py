@@ -32,6 +32,10 @@ def _thumbnails_ready(api: Api, image: dict[str, Any]) -> tuple[Image.Image, Ima
     sha = image["sha256"]
     assert wait_for(lambda: _db("SELECT thumb_status FROM blobs WHERE sha256 = :s", s=sha)[0][0] == "ready",
                     timeout=20)
+    # A file already rendered for an earlier uploader (the browser test uploads the same HEIC)
+    # reads pending for this image for its first seconds: wait for the image's own status too.
+    info = f"/images/{image['id']}/info"
+    assert wait_for(lambda: api.get(info).json()["thumbnails"]["status"] == "ready", timeout=20)
     small = api.get(f"/images/{image['id']}/thumbnail?size=small")
     preview = api.get(f"/images/{image['id']}/thumbnail?size=preview")
     assert (small.status_code, small.headers["content-type"]) == (200, "image/webp")

@@ -58,6 +58,16 @@ def test_errors_carry_the_api_message_and_exit_codes() -> None:
     assert ApiError.from_response(response(401, {"message": "Unauthorized"})).exit_code == EXIT_AUTH
 
 
+def test_a_throttled_answer_says_how_long_to_wait() -> None:
+    r = response(429, {"error": {"code": "login_throttled",
+                                 "message": "too many failed logins: wait for the time in Retry-After"}})
+    r.headers["Retry-After"] = "897"
+    e = ApiError.from_response(r)
+    assert e.retry_after == 897
+    assert e.message == ("too many failed logins: wait for the time in Retry-After; try again in 897 s"
+                         " (HTTP 429, login_throttled)")
+
+
 def test_which_answers_mean_the_token_was_refused() -> None:
     assert token_rejected(response(401, {"error": {"code": "invalid_token", "message": "expired"}}))
     assert token_rejected(response(403, {"message": "Forbidden"}))  # the authorizer's denial

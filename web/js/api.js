@@ -4,19 +4,46 @@
 const SESSION_KEY = "imagerepo.session";
 export const DIRECT_LIMIT = 4_500_000; // the API's MaxUploadBytes default; larger files use /uploads
 
+// "45 seconds", "15 minutes", "2 hours": a Retry-After wait for people.
+export function formatWait(seconds) {
+  const s = Math.max(1, Math.ceil(Number(seconds) || 0));
+  if (s < 90) return `${s} second${s === 1 ? "" : "s"}`;
+  const m = Math.ceil(s / 60);
+  if (m < 120) return `${m} minutes`;
+  return `${Math.ceil(m / 60)} hours`;
+}
+
 export class ApiError extends Error {
-  constructor(status, code, message, requestId = "") {
+  constructor(status, code, message, requestId = "", retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.requestId = requestId;
+    this.retryAfter = retryAfter; // seconds, from a 429's Retry-After
   }
 
-  // One line for people: the API's message, then status, code and request id.
+  // One line for people: the API's message, the wait of a 429, then status, code and request id.
   get detail() {
     const bits = [this.status ? `HTTP ${this.status}` : "", this.code, this.requestId ? `request ${this.requestId}` : ""];
-    return `${this.message} (${bits.filter(Boolean).join(", ")})`;
+    const wait = this.retryAfter ? ` Try again in ${formatWait(this.retryAfter)}.` : "";
+    return `${this.message}${wait} (${bits.filter(Boolean).join(", ")})`;
   }
+}
+
+// The content types a browser draws in an <img>; others (HEIC/HEIF, TIFF) are shown
+// through their server-made preview only.
+const DRAWABLE = new Set(["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/bmp"]);
+export function browserDraws(contentType) {
+  return DRAWABLE.has(String(contentType || "").split(";")[0].trim().toLowerCase());
+}
+
+// Seconds from a Retry-After header (delta-seconds or an HTTP date), or null.
+function retryAfterOf(headers) {
+  const raw = headers.get("retry-after");
+  if (!raw) return null;
+  if (/^\d+$/.test(raw.trim())) return Number(raw.trim());
+  const at = Date.parse(raw);
+  return Number.isNaN(at) ? null : Math.max(1, Math.ceil((at - Date.now()) / 1000));
 }
 
 let session = readSession();
@@ -72,16 +99,17 @@ export async function errorFrom(response, what = "") {
     body = null;
   }
   const requestId = response.headers.get("apigw-requestid") || "";
+  const retryAfter = response.status === 429 ? retryAfterOf(response.headers) : null;
   if (body && typeof body.error === "object" && body.error) {
     return new ApiError(response.status, body.error.code || "error", body.error.message || response.statusText,
-      body.error.requestId || requestId);
+      body.error.requestId || requestId, retryAfter);
   }
   const message = body && typeof body.message === "string" ? body.message : response.statusText || "Request failed";
   if ((response.status === 404 || response.status === 405) && what && /^(Not Found|Method Not Allowed)$/.test(message)) {
     return new ApiError(response.status, "not_available", `This server does not offer ${what} yet`, requestId);
   }
-  const codes = { 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large", 503: "unavailable" };
-  return new ApiError(response.status, codes[response.status] || "error", message, requestId);
+  const codes = { 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large", 429: "throttled", 503: "unavailable" };
+  return new ApiError(response.status, codes[response.status] || "error", message, requestId, retryAfter);
 }
 
 // The token itself was refused: 401 (other than a wrong password), or the authorizer's 403
@@ -265,7 +293,10 @@ async function errorFromXhr(xhr, what) {
   const response = new Response(xhr.responseText || null, {
     status: xhr.status,
     statusText: xhr.statusText,
-    headers: { "apigw-requestid": xhr.getResponseHeader("apigw-requestid") || "" },
+    headers: {
+      "apigw-requestid": xhr.getResponseHeader("apigw-requestid") || "",
+      "retry-after": xhr.getResponseHeader("retry-after") || "",
+    },
   });
   return errorFrom(response, what);
 }
@@ -273,6 +304,7 @@ async function errorFromXhr(xhr, what) {
 function metaFields(meta) {
   const out = { description: meta.description || "", isPrivate: meta.isPrivate ? 1 : 0 };
   if (meta.groupId) out.groupId = Number(meta.groupId);
+  if (meta.isPrivate && meta.accessKey) out.accessKey = meta.accessKey;
   return out;
 }
 

@@ -137,6 +137,32 @@ export function field(label, input, hint = "") {
   return h("div", { class: "field" }, h("label", { for: id }, label), input, hintEl);
 }
 
+// A message under one field (the API's, or the form's own check), read out with it, and focus.
+export function fieldError(input, message) {
+  const box = input.closest(".field") || input.parentElement;
+  const id = `${input.id}-error`;
+  let el = box.querySelector(`#${CSS.escape(id)}`);
+  if (!el) {
+    el = h("p", { id, class: "field-error" }); // the alert at the top is the live region
+    box.append(el);
+  }
+  el.textContent = message;
+  input.setAttribute("aria-invalid", "true");
+  const described = (input.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && x !== id);
+  input.setAttribute("aria-describedby", [...described, id].join(" "));
+  input.focus();
+}
+
+export function clearFieldErrors(form) {
+  for (const el of form.querySelectorAll(".field-error")) el.remove();
+  for (const input of form.querySelectorAll("[aria-invalid]")) {
+    input.removeAttribute("aria-invalid");
+    const rest = (input.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && !x.endsWith("-error"));
+    if (rest.length) input.setAttribute("aria-describedby", rest.join(" "));
+    else input.removeAttribute("aria-describedby");
+  }
+}
+
 export function checkbox(label, input) {
   const id = input.id || `c-${Math.random().toString(36).slice(2, 9)}`;
   input.id = id;

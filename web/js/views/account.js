@@ -1,7 +1,7 @@
 // Accounts: sign in, register, and the account page (password change, deletion, sign out).
 
 import { call, currentUser, endSession, hasRefreshToken, login, logout } from "../api.js";
-import { busy, field, go, h, heading, showNotice } from "../ui.js";
+import { busy, clearFieldErrors, field, fieldError, go, h, heading, showNotice } from "../ui.js";
 
 function safeNext(query) {
   const next = query.get("next") || "";
@@ -32,13 +32,22 @@ export async function signupView(main, params, query) {
   const password = h("input", { name: "password", type: "password", autocomplete: "new-password", required: true, minlength: 8 });
   const form = h("form", { class: "panel narrow" },
     field("Name", name, "Letters, digits, spaces and _ . - (no @)."), field("Email", email),
-    field("Password", password, "At least 8 characters."),
+    field("Password", password, "At least 8 characters, and not one of the 10,000 most common passwords."),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Create account")),
     h("p", {}, "Already registered? ", h("a", { href: "/signin" }, "Sign in")));
+  // The API's refusal, also under the field it is about.
+  const fieldOf = { common_password: password, invalid_password: password, invalid_name: name, name_taken: name,
+    invalid_email: email, email_taken: email };
   form.addEventListener("submit", (e) => {
     e.preventDefault();
+    clearFieldErrors(form);
     busy(form, async () => {
-      await call("POST", "/register", { json: { name: name.value.trim(), email: email.value.trim(), password: password.value }, auth: false });
+      try {
+        await call("POST", "/register", { json: { name: name.value.trim(), email: email.value.trim(), password: password.value }, auth: false });
+      } catch (err) {
+        if (fieldOf[err.code]) setTimeout(() => fieldError(fieldOf[err.code], err.message), 0); // after busy re-enables it
+        throw err;
+      }
       const me = await login(name.value.trim(), password.value);
       go(safeNext(query), { replace: true, keepAlerts: false });
       showNotice(`Welcome, ${me.name}: your account is ready.`);
@@ -62,12 +71,20 @@ export async function accountView(main) {
   const current = h("input", { type: "password", name: "currentPassword", autocomplete: "current-password", required: true });
   const next = h("input", { type: "password", name: "newPassword", autocomplete: "new-password", required: true, minlength: 8 });
   const pw = h("form", { class: "panel", "aria-labelledby": "pw-title" }, h("h2", { id: "pw-title" }, "Change your password"),
-    field("Current password", current), field("New password", next, "At least 8 characters. Your other sessions end."),
+    field("Current password", current),
+    field("New password", next, "At least 8 characters, not a common password. Your other sessions end."),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Change password")));
+  const pwFieldOf = { common_password: next, invalid_password: next, wrong_password: current };
   pw.addEventListener("submit", (e) => {
     e.preventDefault();
+    clearFieldErrors(pw);
     busy(pw, async () => {
-      await call("PUT", "/me/password", { json: { currentPassword: current.value, newPassword: next.value }, what: "password changes" });
+      try {
+        await call("PUT", "/me/password", { json: { currentPassword: current.value, newPassword: next.value }, what: "password changes" });
+      } catch (err) {
+        if (pwFieldOf[err.code]) setTimeout(() => fieldError(pwFieldOf[err.code], err.message), 0);
+        throw err;
+      }
       current.value = "";
       next.value = "";
       showNotice("Your password is changed.");

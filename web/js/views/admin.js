@@ -49,8 +49,10 @@ async function usersSection(page) {
       form.addEventListener("submit", (e) => {
         e.preventDefault();
         busy(form, async () => {
-          await call("PATCH", `/admin/users/${u.id}`, { json: { role: role.value, disabled: disabled.checked }, what: "user administration" });
-          showNotice(`${u.name} updated.`);
+          const saved = await call("PATCH", `/admin/users/${u.id}`, { json: { role: role.value, disabled: disabled.checked }, what: "user administration" });
+          role.value = saved.role; // what the server holds now
+          disabled.checked = Boolean(saved.disabled);
+          showNotice(`${saved.name} saved: ${saved.disabled ? "disabled (signed out everywhere)" : "enabled"}, role ${saved.role}.`);
         }, `User ${u.name}`);
       });
       return h("tr", {}, h("td", {}, u.name), h("td", {}, u.email), h("td", {}, String(u.imageCount ?? "-")),

@@ -1,6 +1,6 @@
 // Browsing: groups page by page, a group's images, all visible images, my images.
 
-import { call, currentUser, waitForThumbnails } from "../api.js";
+import { browserDraws, call, currentUser, waitForThumbnails } from "../api.js";
 import { h, heading, lazyImage, pager } from "../ui.js";
 
 const GROUPS_PAGE = 12;
@@ -49,15 +49,20 @@ export function altText(img) {
   return img.description ? `${img.name}: ${img.description}` : img.name;
 }
 
-// A thumbnail that appears once the server has made it.
+// A thumbnail that appears once the server has made it. The original is never drawn inline
+// unless the preview failed and the browser can draw its type (not HEIC/HEIF or TIFF).
 export function thumbnail(img, { key = "", size = "small" } = {}) {
   const holder = h("span", { class: `thumb-box ${size}` });
+  const className = size === "small" ? "thumb" : "preview";
   const show = (info) => {
     if (info.thumbnails.status === "ready") {
       holder.replaceChildren(lazyImage(`/images/${info.id}/thumbnail?size=${size}`, altText(info),
-        { key, className: size === "small" ? "thumb" : "preview", eager: size !== "small" }));
+        { key, className, eager: size !== "small" }));
+    } else if (info.thumbnails.status === "failed" && size !== "small" && browserDraws(info.contentType)) {
+      holder.replaceChildren(lazyImage(`/images/${info.id}`, altText(info), { key, className: `${className} original`, eager: true }));
     } else if (info.thumbnails.status === "failed") {
-      holder.replaceChildren(h("span", { class: "thumb-missing", role: "img", "aria-label": altText(info) }, "No preview"));
+      const why = browserDraws(info.contentType) ? "No preview" : `No preview (browsers cannot show ${info.contentType})`;
+      holder.replaceChildren(h("span", { class: "thumb-missing", role: "img", "aria-label": altText(info) }, why));
     } else {
       holder.replaceChildren(h("span", { class: "thumb-pending", role: "img", "aria-label": `${altText(info)} (preview being made)` }, "Processing…"));
       waitForThumbnails(info.id, key).then((later) => {

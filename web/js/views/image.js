@@ -1,6 +1,6 @@
 // The image page: preview, metadata, download, previous/next, share link, edit and delete.
 
-import { allGroups, call, currentUser, errorFrom, isAdmin, keyQuery, send, shareLink } from "../api.js";
+import { allGroups, browserDraws, call, currentUser, errorFrom, isAdmin, keyQuery, send, shareLink } from "../api.js";
 import {
   announce, busy, checkbox, copyText, field, formatBytes, formatDate, go, h, heading, showError, showNotice,
 } from "../ui.js";
@@ -144,8 +144,11 @@ export async function imageView(main, [id], query) {
 
   const figure = h("figure", { class: "preview-box" }, thumbnail(img, { key, size: "preview" }),
     h("figcaption", {}, img.description || h("span", { class: "muted" }, "No description")));
+  // HEIC/HEIF and TIFF: the page shows the server's JPEG preview; the download is the original.
+  const typeText = browserDraws(img.contentType) ? img.contentType
+    : `${img.contentType} (shown through its preview; the download is the original)`;
   const meta = h("dl", { class: "meta" },
-    ...[["Size", formatBytes(img.size)], ["Dimensions", `${img.width} × ${img.height} px`], ["Type", img.contentType],
+    ...[["Size", formatBytes(img.size)], ["Dimensions", `${img.width} × ${img.height} px`], ["Type", typeText],
       ["Uploaded", formatDate(img.createdAt)], ["Owner", img.creatorName || `user ${img.creator}`],
       ["Visibility", img.isPrivate ? "Private" : "Public"], ["SHA-256", img.sha256]]
       .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));

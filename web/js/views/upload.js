@@ -2,12 +2,14 @@
 // they are made. Files too large for a Lambda request go through /uploads automatically.
 
 import { allGroups, currentUser, DIRECT_LIMIT, uploadFile } from "../api.js";
-import { announce, checkbox, field, formatBytes, h, heading, showError } from "../ui.js";
+import { announce, checkbox, clearFieldErrors, field, fieldError, formatBytes, h, heading, showError } from "../ui.js";
 import { thumbnail } from "./browse.js";
 import { rememberKey } from "./image.js";
 
 const PARALLEL = 3;
 const ACCEPT = "image/*,.heic,.heif,.avif";
+const KEY_MIN = 8; // the API's rule for accessKey: 8-128 printable characters, no spaces
+const KEY_RULE = /^[\x21-\x7e]{8,128}$/;
 
 function fileRow(file) {
   const bar = h("progress", { max: file.size || 1, value: 0, "aria-label": `Upload progress of ${file.name}` });
@@ -59,24 +61,35 @@ export async function uploadView(main) {
 
   const description = h("textarea", { name: "description", rows: 2, maxlength: 2000 });
   const isPrivate = h("input", { type: "checkbox", name: "isPrivate" });
+  const accessKey = h("input", { name: "accessKey", autocomplete: "off", spellcheck: "false", minlength: KEY_MIN, maxlength: 128 });
   const group = h("select", { name: "groupId" }, h("option", { value: "" }, "No group"),
     groups.map((g) => h("option", { value: g.id }, g.name)));
   const submit = h("button", { type: "submit" }, "Upload");
   const list = h("ul", { class: "uploads", role: "list", "aria-label": "Uploads" });
-  const form = h("form", { class: "upload-form" }, zone,
+  // novalidate: the form checks itself and says why next to the field (a browser bubble vanishes).
+  const form = h("form", { class: "upload-form", novalidate: true }, zone,
     field("Description", description, "Applies to every file of this upload."),
     checkbox("Private (only you, admins and people with a share link)", isPrivate),
+    field("Access key (optional)", accessKey,
+      `At least ${KEY_MIN} characters, no spaces. A key makes the upload private; without one, private images get a generated key.`),
     field("Group", group),
     h("div", { class: "actions" }, submit));
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    clearFieldErrors(form);
     if (!files.length) {
       showError(new Error("Choose one or more image files first"), "Upload");
       input.focus();
       return;
     }
-    const meta = { description: description.value, isPrivate: isPrivate.checked, groupId: group.value };
+    const key = accessKey.value;
+    if (key && !KEY_RULE.test(key)) {
+      fieldError(accessKey, `The access key must be ${KEY_MIN} to 128 characters without spaces (it has ${key.length}).`);
+      return;
+    }
+    if (key) isPrivate.checked = true;
+    const meta = { description: description.value, isPrivate: isPrivate.checked, groupId: group.value, accessKey: key };
     const queue = files.map((file) => ({ file, ...fileRow(file) }));
     list.replaceChildren(...queue.map((q) => q.row));
     submit.disabled = true;
