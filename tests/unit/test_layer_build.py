@@ -85,6 +85,12 @@ def test_heic_and_avif_decoders_are_in_the_layer() -> None:
     assert list(layer.glob("pillow_heif.libs/libheif-*.so*"))
 
 
+def test_the_compiled_chunker_is_in_the_layer() -> None:
+    """FastCDC must run compiled in Lambda too (pyfastcdc's pure-Python fallback is ~500x slower)."""
+    layer = _layer()
+    assert list(layer.glob("pyfastcdc/cy/fastcdc.cpython-313-aarch64-linux-gnu.so"))
+
+
 def test_the_runtime_boto_is_not_shadowed_and_domain_code_is_there() -> None:
     layer = _layer()
     assert not (layer / "botocore").exists()
