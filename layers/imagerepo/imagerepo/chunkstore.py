@@ -290,15 +290,7 @@ class ChunkStore:
             raise
 
     def _exists(self, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if s3.is_missing(exc):
-                return False
-            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise UpstreamError(f"object store HEAD {key} failed: {exc}") from exc
-        return True
+        return self.head(key) is not None
 
     def _get_object(self, key: str) -> bytes:
         try:
