@@ -293,18 +293,13 @@ class ChunkStore:
         return self.head(key) is not None
 
     def _get_object(self, key: str) -> bytes:
+        _, body = self.open_object(key)
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-            try:
-                return bytes(body.read())
-            finally:
-                body.close()
-        except ClientError as exc:
-            if s3.is_missing(exc):
-                raise StoreIntegrityError(f"object {key} is missing from the store") from exc
+            return bytes(body.read())
+        except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise UpstreamError(f"object store GET {key} failed: {exc}") from exc
+        finally:
+            body.close()
 
     def delete_objects(self, keys: Iterable[str]) -> int:
         """Delete keys in batches of 1000 (absent keys are fine); any per-key error raises."""
