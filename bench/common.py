@@ -91,6 +91,23 @@ def median_seconds(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median seconds of each function, measured side by side: every round runs each once,
+    in an order rotated per round, so a burst of load on a shared machine hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = clock()
+            fns[name]()
+            times[name].append(clock() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def corpus_file(name: str) -> Path | None:
     path = CORPUS / name
     return path if path.is_file() else None
