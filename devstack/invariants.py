@@ -9,7 +9,8 @@ uploads must be gone too. Each violation is one line naming what is wrong.
    size) and every one of whose chunks has a row and an object in the bucket.
 2. Refcounts equal references: ``blobs.refcount`` = images naming the blob;
    ``chunks.refcount`` = ``blob_chunks`` rows naming the chunk.
-3. After GC: no object without its row (chunks/, manifests/, thumbnails/), no blob or
+3. After GC: no object without its row (chunks/, manifests/, thumbnails/ in both of its
+   layouts, see imagerepo.chunkstore), no blob or
    chunk at refcount 0, no incoming/ object of a settled upload.
 4. After the sweeps: no upload left ``processing``, none ``pending`` with its object
    present.
@@ -60,8 +61,10 @@ def check(*, after_gc: bool = True, store: Any = None) -> Report:
         CHUNK_PREFIX,
         MANIFEST_PREFIX,
         THUMBNAIL_PREFIX,
+        blob_of_key,
         chunk_key,
         default_store,
+        legacy_thumbnail_key,
         manifest_key,
         thumbnail_key,
     )
@@ -125,7 +128,8 @@ def check(*, after_gc: bool = True, store: Any = None) -> Report:
     for b in blobs:
         sha = b["sha"].strip()
         if b["refs"] and b["thumb_status"] == "ready":
-            missing = [s for s in thumbnails.SIZES if thumbnail_key(sha, s) not in blob_objects]
+            missing = [s for s in thumbnails.SIZES if thumbnail_key(sha, s) not in blob_objects
+                       and legacy_thumbnail_key(sha, s) not in blob_objects]
             if missing:
                 report.warnings.append(f"blob {sha} is thumbnail-ready but lacks {', '.join(missing)}")
     if not after_gc:
@@ -137,8 +141,10 @@ def check(*, after_gc: bool = True, store: Any = None) -> Report:
         if key.rsplit("/", 1)[-1] not in chunk_rows:
             bad(f"orphan object {key} (no chunk row) after GC")
     for key in sorted(blob_objects):
-        sha = key.removeprefix(MANIFEST_PREFIX).removesuffix(".json").removeprefix(THUMBNAIL_PREFIX)
-        if sha.split("/", 1)[0] not in blob_rows:
+        owner = blob_of_key(key)
+        if owner is None:
+            bad(f"object {key} under {MANIFEST_PREFIX} or {THUMBNAIL_PREFIX} fits neither key layout")
+        elif owner not in blob_rows:
             bad(f"orphan object {key} (no blob row) after GC")
     for b in blobs:
         if b["refcount"] == 0:

@@ -35,6 +35,27 @@ def test_missing_thumbnail_object_is_a_404_that_says_so_then_rendered_again(
     assert r.status_code == 200 and r.headers["Content-Type"] == "image/webp"
 
 
+def test_thumbnails_in_the_layout_before_hashed_prefixes_are_still_served(
+        stack: Any, user: tuple[Api, dict[str, Any]], upload: Upload) -> None:
+    """Blobs rendered before thumbnails moved to thumbnails/<h[:2]>/<h>/ keep working."""
+    from imagerepo.chunkstore import default_store, legacy_thumbnail_key, thumbnail_key
+
+    api, _ = user
+    image = upload(api, make_jpeg(130, 70))
+    wait_for(lambda: _ready(api, image["id"]), timeout=30)
+    store, sha = default_store(), image["sha256"]
+    served = {}
+    for size in ("small", "preview"):
+        served[size] = api.get(f"/images/{image['id']}/thumbnail?size={size}").content
+        store.copy_object(thumbnail_key(sha, size), legacy_thumbnail_key(sha, size),
+                          "image/webp" if size == "small" else "image/jpeg")
+        store.delete_objects([thumbnail_key(sha, size)])
+    for size in ("small", "preview"):
+        r = api.get(f"/images/{image['id']}/thumbnail?size={size}")
+        assert r.status_code == 200 and r.content == served[size], r.text
+    assert api.get(f"/images/{image['id']}/info").json()["thumbnails"]["status"] == "ready"
+
+
 def test_public_responses_are_cached_for_a_minute_and_revalidated(user: tuple[Api, dict[str, Any]],
                                                                  upload: Upload) -> None:
     api, _ = user

@@ -314,7 +314,8 @@ def test_two_users_same_photo_dedup_delete_and_gc(stack: Any, user: tuple[Api, d
     assert _db("SELECT count(*) FROM blobs WHERE sha256 = :s", s=sha) == [[0]]
     assert all(_db("SELECT count(*) FROM chunks WHERE hash = :h", h=h) == [[0]] for h in chunks)
     assert not ({f"chunks/{h[:2]}/{h}" for h in chunks} & _bucket_keys(stack, "chunks/"))
-    assert not (_bucket_keys(stack, f"manifests/{sha}") | _bucket_keys(stack, f"thumbnails/{sha}"))
+    assert not (_bucket_keys(stack, f"manifests/{sha}") | _bucket_keys(stack, f"thumbnails/{sha[:2]}/{sha}")
+                | _bucket_keys(stack, f"thumbnails/{sha}"))
 
 
 def test_stats_dedup_ratio_shape(admin: Api, user: tuple[Api, dict[str, Any]]) -> None:

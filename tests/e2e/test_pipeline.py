@@ -107,13 +107,14 @@ def test_duplicate_event_does_nothing_twice(stack: Any, user: tuple[Api, dict[st
     sha = image["sha256"]
     wait_for(lambda: _thumb_status(sha) == "ready", timeout=10)
     attempts = _db("SELECT thumb_attempts FROM blobs WHERE sha256 = :s", s=sha)[0][0]
-    before = {o["Key"]: o["LastModified"] for o in _keys(stack, f"thumbnails/{sha}/")}
-    assert len(before) == 2
+    before = {o["Key"]: o["LastModified"] for o in _keys(stack, f"thumbnails/{sha[:2]}/{sha}/")}
+    assert sorted(before) == [f"thumbnails/{sha[:2]}/{sha}/preview.jpg",
+                              f"thumbnails/{sha[:2]}/{sha}/small.webp"]
     record = _manifest_record(stack, sha)
     result = stack.runtime.invoke("ThumbnailerFunction", {"Records": [record, record]})
     assert result == {"thumbnails": {sha: "skipped"}}
     assert _db("SELECT thumb_attempts FROM blobs WHERE sha256 = :s", s=sha)[0][0] == attempts
-    assert {o["Key"]: o["LastModified"] for o in _keys(stack, f"thumbnails/{sha}/")} == before
+    assert {o["Key"]: o["LastModified"] for o in _keys(stack, f"thumbnails/{sha[:2]}/{sha}/")} == before
 
 
 def test_late_event_for_deleted_image(stack: Any, user: tuple[Api, dict[str, Any]], admin: Api,
@@ -124,10 +125,10 @@ def test_late_event_for_deleted_image(stack: Any, user: tuple[Api, dict[str, Any
     wait_for(lambda: _thumb_status(sha) == "ready", timeout=10)
     assert api.delete(f"/images/{image['id']}").status_code == 204
     assert admin.post("/admin/gc").status_code == 200
-    assert _thumb_status(sha) is None and not _keys(stack, f"thumbnails/{sha}/")
+    assert _thumb_status(sha) is None and not _keys(stack, f"thumbnails/{sha[:2]}/{sha}/")
     result = stack.runtime.invoke("ThumbnailerFunction", {"Records": [_manifest_record(stack, sha)]})
     assert result == {"thumbnails": {sha: "skipped"}}
-    assert not _keys(stack, f"thumbnails/{sha}/")
+    assert not _keys(stack, f"thumbnails/{sha[:2]}/{sha}/")
 
 
 def _png_of_size(target: int) -> bytes:

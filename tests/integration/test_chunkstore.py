@@ -26,6 +26,7 @@ from imagerepo.chunkstore import (
     StoreIntegrityError,
     blob_keys,
     chunk_key,
+    legacy_thumbnail_key,
     manifest_key,
     thumbnail_key,
 )
@@ -145,6 +146,10 @@ def test_shared_chunks_and_gc_frees_exactly_the_unshared(store: ChunkStore) -> N
     assert {h: rc for h, (rc, _) in chunk_rows(hashes).items()} == {
         sha(a): 2, sha(b): 2, sha(c): 1, sha(d): 1}
 
+    # Thumbnails in both layouts (hashed prefix, and the flat one before issue 12).
+    for size in ("small", "preview"):
+        for key in (thumbnail_key(sha(f2), size), legacy_thumbnail_key(sha(f2), size)):
+            store.put_object(key, b"thumb", "image/webp")
     assert release(store, sha(f2)) == 0
     row = blob_row(sha(f2))
     assert row is not None and row["refcount"] == 0 and row["zero_since"] is not None
@@ -424,8 +429,11 @@ def test_orphans_older_than_grace_are_removed(store: ChunkStore) -> None:
     live = os.urandom(2000)
     put(store, live)
     planted = [chunk_key(sha(chunk)), manifest_key(ghost), thumbnail_key(ghost, "small"),
-               thumbnail_key(ghost, "preview")]
-    foreign = [f"incoming/{ghost}", f"chunks/zz/{ghost}", f"chunks/{ghost[:2]}/not-a-hash"]
+               thumbnail_key(ghost, "preview"), legacy_thumbnail_key(ghost, "small"),
+               legacy_thumbnail_key(ghost, "preview")]
+    wrong_fan = "01" if ghost[:2] == "00" else "00"  # a hashed prefix that is not the hash's
+    foreign = [f"incoming/{ghost}", f"chunks/zz/{ghost}", f"chunks/{ghost[:2]}/not-a-hash",
+               f"thumbnails/{wrong_fan}/{ghost}/small.webp"]
     for key in planted + foreign:
         store._put_object(key, chunk)
     # A long grace period spares them ...
@@ -501,7 +509,7 @@ def test_default_store_is_built_from_settings(stack: Any) -> None:
     data = os.urandom(5000)
     stored = put(s, data)
     assert s.read(stored.sha256) == data
-    assert Counter(k.split("/")[0] for k in blob_keys(stored.sha256)) == {"manifests": 1, "thumbnails": 2}
+    assert Counter(k.split("/")[0] for k in blob_keys(stored.sha256)) == {"manifests": 1, "thumbnails": 4}
 
 
 def test_blobs_of_an_earlier_chunker_stay_readable_after_the_default_changes(stack: Any) -> None:

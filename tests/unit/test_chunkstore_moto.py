@@ -25,9 +25,11 @@ from imagerepo.chunkstore import (
     ChunkStore,
     StoreIntegrityError,
     blob_keys,
+    blob_of_key,
     build_manifest,
     check_hash,
     chunk_key,
+    legacy_thumbnail_key,
     manifest_key,
     parse_manifest,
     thumbnail_key,
@@ -93,10 +95,31 @@ def count_calls(s3: Any, operation: str) -> list[str]:
 def test_key_derivation() -> None:
     assert chunk_key(H) == f"chunks/ab/{H}"
     assert manifest_key(H) == f"manifests/{H}.json"
-    assert thumbnail_key(H, "small") == f"thumbnails/{H}/small.webp"
-    assert thumbnail_key(H, "preview") == f"thumbnails/{H}/preview.jpg"
-    assert blob_keys(H) == [f"manifests/{H}.json", f"thumbnails/{H}/small.webp",
+    # Thumbnails fan out over 256 prefixes like chunks (S3 limits request rates per prefix).
+    assert thumbnail_key(H, "small") == f"thumbnails/ab/{H}/small.webp"
+    assert thumbnail_key(H, "preview") == f"thumbnails/ab/{H}/preview.jpg"
+    # The layout before that is still read, and deleted with its blob.
+    assert legacy_thumbnail_key(H, "small") == f"thumbnails/{H}/small.webp"
+    assert legacy_thumbnail_key(H, "preview") == f"thumbnails/{H}/preview.jpg"
+    assert blob_keys(H) == [f"manifests/{H}.json", f"thumbnails/ab/{H}/small.webp",
+                            f"thumbnails/ab/{H}/preview.jpg", f"thumbnails/{H}/small.webp",
                             f"thumbnails/{H}/preview.jpg"]
+
+
+@pytest.mark.parametrize(("key", "owner"), [
+    (f"thumbnails/ab/{H}/small.webp", H),
+    (f"thumbnails/{H}/preview.jpg", H),
+    (f"manifests/{H}.json", H),
+    (f"thumbnails/cd/{H}/small.webp", None),  # fan-out that does not match the hash
+    (f"thumbnails/ab/{H}", None),
+    (f"thumbnails/{H}", None),
+    (f"thumbnails/ab/{H}/x/small.webp", None),
+    (f"manifests/{H}.txt", None),
+    (f"chunks/ab/{H}", None),
+    ("thumbnails/" + "AB" * 32 + "/small.webp", None),
+])
+def test_blob_of_key(key: str, owner: str | None) -> None:
+    assert blob_of_key(key) == owner
 
 
 @pytest.mark.parametrize("bad", ["", "AB" + "0" * 62, "ab" * 31, "../" + "0" * 61, "g" * 64])

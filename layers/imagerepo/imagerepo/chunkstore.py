@@ -5,8 +5,11 @@ Layout in the bucket::
     chunks/<h[:2]>/<h>                 one object per distinct chunk (h = SHA-256 of its bytes)
     manifests/<sha256>.json            one per blob (whole-file SHA-256); its creation is the
                                        S3 event that triggers thumbnailing
-    thumbnails/<sha256>/small.webp     thumbnails, keyed by blob so identical files share them
-    thumbnails/<sha256>/preview.jpg
+    thumbnails/<s[:2]>/<s>/small.webp  thumbnails, keyed by blob (s = its SHA-256) so identical
+    thumbnails/<s[:2]>/<s>/preview.jpg files share them; fanned out over 256 prefixes like
+                                       chunks, as S3 limits request rates per prefix
+    thumbnails/<s>/small.webp          the layout before that: still read when the new key is
+    thumbnails/<s>/preview.jpg         missing, swept as orphans, and deleted with its blob
 
 Reference counts (tables ``chunks``, ``blobs``, ``blob_chunks`` of migration 001):
 ``chunks.refcount`` = number of ``blob_chunks`` rows naming the chunk; ``blobs.refcount``
@@ -103,15 +106,45 @@ def manifest_key(sha: str) -> str:
 
 
 def thumbnail_key(sha: str, size: str) -> str:
+    """Where a thumbnail is written: ``thumbnails/<sha[:2]>/<sha>/<size>.<ext>``."""
+    return f"{THUMBNAIL_PREFIX}{sha[:2]}/{_thumbnail_name(sha, size)}"
+
+
+def legacy_thumbnail_key(sha: str, size: str) -> str:
+    """Where thumbnails rendered before the hashed prefixes are: ``thumbnails/<sha>/<size>.<ext>``.
+
+    Up to 1,000 Lambdas writing thumbnails at 2 uploads/s each make 4,000 PUTs/s, over
+    S3's 3,500 per prefix until S3 splits ``thumbnails/`` by itself; 256 fixed
+    prefixes carry that from the start."""
+    return f"{THUMBNAIL_PREFIX}{_thumbnail_name(sha, size)}"
+
+
+def _thumbnail_name(sha: str, size: str) -> str:
     check_hash(sha)
     if size not in THUMBNAIL_SIZES:
         raise ValueError(f"thumbnail size must be one of {THUMBNAIL_SIZES}, got {size!r}")
-    return f"{THUMBNAIL_PREFIX}{sha}/{size}.{'webp' if size == 'small' else 'jpg'}"
+    return f"{sha}/{size}.{'webp' if size == 'small' else 'jpg'}"
 
 
 def blob_keys(sha: str) -> list[str]:
-    """Every object that belongs to a blob itself (not its chunks)."""
-    return [manifest_key(sha), *(thumbnail_key(sha, s) for s in THUMBNAIL_SIZES)]
+    """Every object that belongs to a blob itself (not its chunks), in either thumbnail layout."""
+    return [manifest_key(sha), *(thumbnail_key(sha, s) for s in THUMBNAIL_SIZES),
+            *(legacy_thumbnail_key(sha, s) for s in THUMBNAIL_SIZES)]
+
+
+# manifests/<sha>.json, thumbnails/<sha[:2]>/<sha>/<name> and thumbnails/<sha>/<name>.
+_BLOB_KEY = re.compile(r"^(?:manifests/(?P<manifest>[0-9a-f]{64})\.json"
+                       r"|thumbnails/(?:(?P<fan>[0-9a-f]{2})/)?(?P<thumb>[0-9a-f]{64})/[^/]+)$")
+
+
+def blob_of_key(key: str) -> str | None:
+    """The blob a manifest or thumbnail key belongs to (either layout); None for other keys."""
+    m = _BLOB_KEY.match(key)
+    if m is None:
+        return None
+    sha = m.group("manifest") or m.group("thumb")
+    fan = m.group("fan")
+    return None if fan is not None and fan != sha[:2] else sha
 
 
 def build_manifest(sha256: str, size: int, chunker: str, chunks: Sequence[tuple[str, int]],

@@ -23,7 +23,7 @@ unit of work.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from imagerepo.chunkstore import (
     ChunkStore,
     StoreIntegrityError,
     blob_keys,
+    blob_of_key,
     chunk_key,
     default_store,
 )
@@ -46,8 +47,6 @@ from imagerepo.db import unit_of_work
 LOCK_NOT_AVAILABLE = "55P03"
 
 _CHUNK_KEY = re.compile(r"^chunks/([0-9a-f]{2})/([0-9a-f]{64})$")
-_MANIFEST_KEY = re.compile(r"^manifests/([0-9a-f]{64})\.json$")
-_THUMBNAIL_KEY = re.compile(r"^thumbnails/([0-9a-f]{64})/[^/]+$")
 
 
 @dataclass
@@ -183,27 +182,24 @@ def _collect_chunks(store: ChunkStore, grace: int, batch: int, result: GcResult)
 
 # -- orphans ---------------------------------------------------------------------------
 
+def _chunk_of_key(key: str) -> str | None:
+    m = _CHUNK_KEY.match(key)
+    return m.group(2) if m is not None and m.group(1) == m.group(2)[:2] else None
+
+
 @dataclass(frozen=True)
 class _Kind:
     """How to find the row an object belongs to, and how to claim that key."""
 
     prefix: str
-    pattern: re.Pattern[str]
+    parse: Callable[[str], str | None]  # the owning row's hash, None for a foreign key
     exists_sql: str
     claim_sql: str
     unclaim_sql: str
 
-    def parse(self, key: str) -> str | None:
-        m = self.pattern.match(key)
-        if m is None:
-            return None
-        if self.prefix == CHUNK_PREFIX and m.group(1) != m.group(2)[:2]:
-            return None
-        return m.group(m.lastindex or 1)
-
 
 _CHUNKS = _Kind(
-    CHUNK_PREFIX, _CHUNK_KEY,
+    CHUNK_PREFIX, _chunk_of_key,
     "SELECT hash FROM chunks WHERE hash = ANY(CAST(:keys AS char(64)[]))",
     "INSERT INTO chunks (hash, size, refcount, zero_since)"
     " SELECT t.k, 1, 0, now() FROM unnest(CAST(:keys AS char(64)[])) AS t(k)"
@@ -217,8 +213,9 @@ _BLOB_CLAIM = (
 )
 _BLOB_EXISTS = "SELECT sha256 FROM blobs WHERE sha256 = ANY(CAST(:keys AS char(64)[]))"
 _BLOB_UNCLAIM = "DELETE FROM blobs WHERE sha256 = ANY(CAST(:keys AS char(64)[])) AND refcount = 0"
-_MANIFESTS = _Kind(MANIFEST_PREFIX, _MANIFEST_KEY, _BLOB_EXISTS, _BLOB_CLAIM, _BLOB_UNCLAIM)
-_THUMBNAILS = _Kind(THUMBNAIL_PREFIX, _THUMBNAIL_KEY, _BLOB_EXISTS, _BLOB_CLAIM, _BLOB_UNCLAIM)
+# Both thumbnail layouts (see imagerepo.chunkstore) are listed under one prefix and swept.
+_MANIFESTS = _Kind(MANIFEST_PREFIX, blob_of_key, _BLOB_EXISTS, _BLOB_CLAIM, _BLOB_UNCLAIM)
+_THUMBNAILS = _Kind(THUMBNAIL_PREFIX, blob_of_key, _BLOB_EXISTS, _BLOB_CLAIM, _BLOB_UNCLAIM)
 
 
 def _sweep_orphans(store: ChunkStore, grace: int, result: GcResult, max_pages: int | None = None,

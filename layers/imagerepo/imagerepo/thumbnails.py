@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagerepo import observability
-from imagerepo.chunkstore import StoreIntegrityError, default_store, manifest_key, thumbnail_key
+from imagerepo.chunkstore import (
+    StoreIntegrityError,
+    default_store,
+    legacy_thumbnail_key,
+    manifest_key,
+    thumbnail_key,
+)
 from imagerepo.config import settings
 from imagerepo.db import unit_of_work
 from imagerepo.errors import AppError, NotFound
@@ -140,13 +146,18 @@ def sweep(limit: int = 20) -> list[Outcome]:
 
 def read(sha256: str, size: str, status: str) -> bytes:
     """The thumbnail's bytes; 404 while not ready, and 404 ``thumbnail_missing`` (after
-    queueing a new render for the sweep) if the blob says ready but the object is gone."""
+    queueing a new render for the sweep) if the blob says ready but the object is gone.
+
+    Thumbnails rendered before the hashed prefixes are read from their old key."""
     if status != "ready":
         raise NotFound(f"thumbnails are {status}", code="thumbnail_not_ready")
-    try:
-        return default_store().get_object_bytes(thumbnail_key(sha256, size))
-    except StoreIntegrityError:
-        requeue(sha256)
+    store = default_store()
+    for key in (thumbnail_key(sha256, size), legacy_thumbnail_key(sha256, size)):
+        try:
+            return store.get_object_bytes(key)
+        except StoreIntegrityError:
+            continue
+    requeue(sha256)
     raise NotFound("the thumbnail object is missing; it is being rendered again",
                    code="thumbnail_missing")
 
