@@ -844,6 +844,50 @@ def test_resize_and_transpose_in_strips_equals_resize_then_transpose(method: Ima
     assert ImageChops.difference(ours, expected).getbbox() is None
 
 
+def _rgb_profiles() -> list[tuple[str, bytes]]:
+    """sRGB, and the corpus' Rec.2020 profile when present (a conversion that changes pixels)."""
+    profiles = [("sRGB", ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())]
+    hdr = CORPUS_DIR / "png_16bit_rgb_hdr_room.png"
+    if hdr.is_file():
+        with Image.open(hdr) as im:
+            profiles.append(("Rec.2020", im.info["icc_profile"]))
+    return profiles
+
+
+@pytest.mark.parametrize("method", [None, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE])
+@pytest.mark.parametrize(("profile", "icc"), _rgb_profiles(), ids=[name for name, _ in _rgb_profiles()])
+def test_strips_convert_to_srgb_like_the_whole_image(method: Image.Transpose | None, profile: str,
+                                                     icc: bytes) -> None:
+    """The sRGB conversion runs on each strip's thread: same pixels as on the whole image."""
+    from functools import partial
+
+    from PIL import ImageChops
+
+    from imagerepo.imaging import PREVIEW_RESAMPLE, _resize, _to_srgb
+
+    src = Image.effect_noise((2000, 1500), 64).convert("RGB")
+    whole = src.resize((1000, 750), PREVIEW_RESAMPLE)
+    expected = _to_srgb(whole if method is None else whole.transpose(method), icc)
+    ours = _resize(src, (1000, 750), PREVIEW_RESAMPLE, method, partial(_to_srgb, icc=icc))
+    assert ours.mode == expected.mode == "RGB"
+    assert ImageChops.difference(ours, expected).getbbox() is None
+    if profile != "sRGB":
+        assert ImageChops.difference(expected, whole if method is None else whole.transpose(method)).getbbox()
+
+
+def test_strips_may_change_the_mode() -> None:
+    """CMYK without a profile becomes RGB on the strips; the canvas takes their mode."""
+    from functools import partial
+
+    from imagerepo.imaging import _resize, _to_srgb
+
+    src = Image.new("CMYK", (2000, 1500), (0, 255, 255, 0))
+    out = _resize(src, (1000, 750), Image.Resampling.HAMMING, Image.Transpose.ROTATE_90,
+                  partial(_to_srgb, icc=None))
+    assert out.mode == "RGB" and out.size == (750, 1000)
+    assert_color_close(color_at(out, 0.5, 0.5), RED)
+
+
 def psnr(a: Image.Image, b: Image.Image) -> float:
     from PIL import ImageChops, ImageStat
 
